@@ -1,0 +1,159 @@
+"""`python -m keras_dkg.fit`: train DeepKeyGen end to end.
+
+With no `--source` it trains on the embedded data (keras_dkg.embedded); with neither
+`--domain` nor `--domain-kind` it builds the high-security chaotic domain from the source
+images itself. The run folder gets `run.json` (every resolved option, written first,
+completed at the end — like pix2pix's train_opt.txt), `checkpoints/`, TensorBoard
+`logs/`, `samples/` keys from a held-back seed, and finally `generator.keras`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras_dkg
+from keras_dkg.errors import DkgError, TrainingError
+from keras_dkg.model import BETA_1, BETA_2, LEARNING_RATE, LOSS_KINDS
+
+log = logging.getLogger("keras_dkg.fit")
+# Options that must match for --resume to continue the same run.
+RESUME_KEYS = ("image_size", "batch_size", "seed", "loss", "learning_rate", "beta_1", "beta_2",
+               "residual_blocks", "domain_kind", "source", "domain")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_dkg.fit", description="Train the DeepKeyGen generator (paper eqs. 1-3).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--source", help="folder of source (seed-domain) images; default: the embedded brain EPI slices")
+    group = data.add_mutually_exclusive_group()
+    group.add_argument("--domain", help="folder of transformation-domain images (built at the training size)")
+    group.add_argument("--domain-kind", choices=("chaotic", "chaotic-low"),
+                       help="build this chaotic domain from the source images (default: chaotic)")
+    data.add_argument("--domain-seed", type=int, default=0, help="master seed of the chaotic domain cipher")
+    data.add_argument("--seed-image", help="held-back image for sample keys; default: embedded CT slice")
+    train = parser.add_argument_group("training")
+    train.add_argument("--image-size", type=int, default=256, help="square training size, multiple of 4 (paper: 256)")
+    train.add_argument("--steps", type=int, default=20000, help="training steps (paper: 20000)")
+    train.add_argument("--batch-size", type=int, default=1, help="global batch size (paper: 1)")
+    train.add_argument("--lr", type=float, default=LEARNING_RATE, help="Adam learning rate for G and D")
+    train.add_argument("--beta1", type=float, default=BETA_1, help="Adam beta_1")
+    train.add_argument("--beta2", type=float, default=BETA_2, help="Adam beta_2")
+    train.add_argument("--loss", choices=LOSS_KINDS, default="bce", help="bce: the paper's log loss; lsgan: CycleGAN's")
+    train.add_argument("--residual-blocks", type=int, default=6, help="generator residual blocks (Table XVI: 3/6/9/12)")
+    train.add_argument("--seed", type=int, default=0, help="seeds weights and data order; a CPU run is repeatable")
+    train.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", default="runs/dkg", help="run folder")
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    run.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints and sample keys")
+    run.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard scalars")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> dict:
+    domain_kind = None if args.domain else (args.domain_kind or "chaotic")
+    return {
+        "source": str(Path(args.source).resolve()) if args.source else "embedded",
+        "domain": str(Path(args.domain).resolve()) if args.domain else None,
+        "domain_kind": domain_kind, "domain_seed": args.domain_seed,
+        "seed_image": args.seed_image, "image_size": args.image_size, "steps": args.steps,
+        "batch_size": args.batch_size, "learning_rate": args.lr, "beta_1": args.beta1, "beta_2": args.beta2,
+        "loss": args.loss, "residual_blocks": args.residual_blocks, "seed": args.seed,
+        "jit_compile": args.jit_compile, "checkpoint_every": args.checkpoint_every,
+    }
+
+
+def validate(options: dict) -> None:
+    if options["image_size"] < 16 or options["image_size"] % 4:
+        raise TrainingError(f"--image-size {options['image_size']} must be a multiple of 4 and at least 16")
+    for name in ("steps", "batch_size", "checkpoint_every"):
+        if options[name] < 1:
+            raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
+    if not options["learning_rate"] > 0:
+        raise TrainingError(f"--lr must be positive, got {options['learning_rate']}")
+
+
+def prepare_run_folder(out: Path, options: dict, resume: bool) -> dict | None:
+    """Create or reopen the run folder; return the previous run.json when resuming."""
+    from keras_dkg import checkpoints
+
+    record = out / "run.json"
+    has_checkpoints = bool(checkpoints.list_checkpoints(out / "checkpoints"))
+    if not resume:
+        if has_checkpoints or (out / "generator.keras").exists():
+            raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+    if not record.is_file() or not has_checkpoints:
+        raise TrainingError(f"{out}: nothing to resume (no run.json or no checkpoint)")
+    previous = json.loads(record.read_text())
+    changed = [k for k in RESUME_KEYS if previous.get("options", {}).get(k) != options[k]]
+    if changed:
+        raise TrainingError(f"{out}: --resume with different settings ({', '.join(changed)}); use a new --out")
+    return previous
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        summary = train(args)
+    except DkgError as exc:
+        print(f"keras_dkg.fit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"done: {summary['steps_done']} steps in {summary['wall_seconds']:.1f} s; "
+          f"sample key entropy {summary['sample_key_entropy']:.4f}; generator at {summary['generator']}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run (or resume) one training; return the summary that is also stored in run.json."""
+    options = options_from(args)
+    validate(options)
+    out = Path(args.out)
+    previous = prepare_run_folder(out, options, args.resume)
+    if previous is None:
+        _write_run_json(out, options, {"status": "running"})
+
+    from keras_dkg.training_loop import run_training  # imports TensorFlow: after argument checks
+
+    started = time.time()
+    summary = run_training(out, options, previous, progress=not args.no_progress, log_every=args.log_every)
+    summary["wall_seconds"] = round(time.time() - started, 2)
+    summary["status"] = "finished"
+    _write_run_json(out, options, summary)
+    return summary
+
+
+def _write_run_json(out: Path, options: dict, summary: dict) -> None:
+    import keras
+    import tensorflow as tf
+
+    from keras_dkg.runtime.imageio import write_bytes_atomic
+
+    record = {
+        "options": options,
+        "image_size": options["image_size"],
+        "summary": summary,
+        "versions": {"keras_dkg": keras_dkg.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+                     "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count()},
+    }
+    write_bytes_atomic(out / "run.json", json.dumps(record, indent=2).encode(), overwrite=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
