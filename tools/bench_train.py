@@ -47,7 +47,7 @@ def main() -> None:
     devices = ", ".join(d.device_type for d in tf.config.list_logical_devices())
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, devices: {devices}, "
           f"CPUs: {os.cpu_count()}, batch {args.batch}, {args.steps} timed steps")
-    header = f"| size | " + " | ".join(f"{m} steps/s" for m in args.modes) + " | " + \
+    header = "| size | " + " | ".join(f"{m} steps/s" for m in args.modes) + " | " + \
         " | ".join(f"{m}/tf.function" for m in args.modes if m != "tf.function") + " |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
