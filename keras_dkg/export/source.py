@@ -1,0 +1,163 @@
+"""What every export starts from: the Keras generator, its training size and fingerprint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras_dkg
+from keras_dkg.errors import DkgError, InputError, ModelError, OutputError
+from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
+from keras_dkg.runtime.preprocess import PREPROCESSING_SPEC, QUANTISATION_RULE
+
+DEFAULT_TRAINING_SIZE = 256  # a bare .keras file does not say what it was trained at
+GENERATOR_FILE = "generator.keras"
+RUN_FILE = "run.json"
+
+
+@dataclass
+class SourceModel:
+    """A loaded generator: `model` (keras.Model), its .keras `path`, `training_size`, `sha256`."""
+
+    model: object
+    path: Path
+    training_size: int
+    sha256: str
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and the parity report that allowed it."""
+
+    path: Path
+    report: object  # parity.ParityReport
+    metadata: dict[str, str]
+    details: dict = field(default_factory=dict)
+
+
+class _Captured:
+    """The captured output of a `quiet` block, readable while the block runs."""
+
+    def __init__(self, sink, stream):
+        self._sink, self._stream = sink, stream
+
+    def tail(self, lines: int = 8) -> str:
+        self._stream.flush()
+        self._sink.seek(0)
+        text = self._sink.read().decode("utf-8", "replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+
+@contextlib.contextmanager
+def quiet(enabled: bool = True) -> Iterator[_Captured | None]:
+    """Send stdout and stderr (file descriptors too, so C++ logs) to a temporary file.
+
+    TensorFlow and the converters print pages of logs; the CLI shows them with --verbose.
+    Inside the block, `.tail()` gives the last lines for an error message.
+    """
+    if not enabled:
+        yield None
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    python_streams = sys.stdout, sys.stderr
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, open(sink.fileno(), "w", encoding="utf-8", closefd=False) as stream:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            sys.stdout = sys.stderr = stream
+            yield _Captured(sink, stream)
+        finally:
+            stream.flush()
+            sys.stdout, sys.stderr = python_streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def import_keras():
+    """Import TensorFlow quietly (it logs on import even at TF_CPP_MIN_LOG_LEVEL=2) and register our layers."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with quiet():
+            import keras
+            import tensorflow  # noqa: F401
+            import tf2onnx  # noqa: F401
+
+            import keras_dkg.networks  # noqa: F401 - registers ReflectionPadding2D, InstanceNormalization
+    except ImportError as exc:
+        raise DkgError(
+            f"exporting needs TensorFlow, Keras 3 and tf2onnx ({exc}); pip install 'keras-dkg[train-cpu]'"
+        ) from exc
+    return keras
+
+
+def _training_size(run_file: Path) -> int:
+    try:
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{run_file}: cannot read run settings ({exc})") from exc
+    size = run.get("image_size") if isinstance(run, dict) else None
+    if not isinstance(size, int) or size <= 0 or size % 4:
+        raise InputError(f"{run_file}: 'image_size' must be a positive multiple of 4, got {size!r}")
+    return size
+
+
+def load_source(path: str | os.PathLike, training_size: int | None = None) -> SourceModel:
+    """Load RUN_DIR (generator.keras + run.json) or a bare MODEL.keras (training size 256)."""
+    source = Path(path)
+    if source.is_dir():
+        keras_file = source / GENERATOR_FILE
+        run_file = source / RUN_FILE
+        size = training_size or (_training_size(run_file) if run_file.exists() else DEFAULT_TRAINING_SIZE)
+    elif source.suffix == ".keras":
+        keras_file, size = source, training_size or DEFAULT_TRAINING_SIZE
+    else:
+        raise InputError(f"{source}: expected a run folder with {GENERATOR_FILE} or a .keras file")
+    if not keras_file.is_file():
+        raise InputError(f"{keras_file}: no such model file")
+    if size <= 0 or size % 4:
+        raise InputError(f"training size must be a positive multiple of 4, got {size}")
+    keras = import_keras()
+    try:
+        with quiet():
+            model = keras.models.load_model(keras_file, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ...
+        raise ModelError(f"{keras_file}: cannot load the Keras model ({str(exc).splitlines()[0][:300]})") from exc
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    if len(model.inputs) != 1 or len(shape) != 4 or shape[-1] != 3:
+        raise ModelError(f"{keras_file}: expected one (N, H, W, 3) input, got {shape}")
+    return SourceModel(model, keras_file, int(size), digest(keras_file.read_bytes()))
+
+
+def check_output(output: str | os.PathLike, suffix: str, overwrite: bool) -> Path:
+    """Refuse a wrong suffix or an existing file before the slow conversion (the write re-checks)."""
+    target = Path(output)
+    if target.suffix.lower() != suffix:
+        raise OutputError(f"{target}: this export writes a {suffix} file; name the output *{suffix}")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: exists; refusing to overwrite (use --overwrite)")
+    return target
+
+
+def export_metadata(source: SourceModel, report, converter: str) -> dict[str, str]:
+    """The strings every exported model carries (ONNX metadata_props, TFLite sidecar)."""
+    return {
+        "keras_dkg.version": keras_dkg.__version__,
+        "keras_dkg.training_size": str(source.training_size),
+        "keras_dkg.size_multiple": str(SIZE_MULTIPLE),
+        "keras_dkg.preprocessing": PREPROCESSING_SPEC,
+        "keras_dkg.quantisation": QUANTISATION_RULE,
+        "keras_dkg.source_sha256": source.sha256,
+        "keras_dkg.source_file": source.path.name,
+        "keras_dkg.converter": converter,
+        "keras_dkg.parity": json.dumps(report.to_dict(), sort_keys=True),
+    }

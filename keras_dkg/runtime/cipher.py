@@ -1,0 +1,275 @@
+"""The XOR stream cipher over raw pixel bytes, with an HMAC-SHA-256 tag (docs/cipher.md).
+
+A key is an H×W×3 uint8 image; its C-order bytes are the key stream. Encryption XORs
+the plaintext's raw bytes (little-endian view) with the first N key bytes — never tiled,
+so the key must hold at least as many bytes as the plaintext (`key_size_for`). The
+ciphertext keeps the plaintext's shape and dtype, so it stays a viewable image.
+
+The tag authenticates everything decryption relies on: it is HMAC-SHA-256, keyed by
+HKDF-SHA-256 of the whole key, over the canonical JSON of the metadata (tag left out),
+the caller's `context` bytes and the ciphertext bytes, each length-prefixed. Decryption
+checks, in order: the key's fingerprint (wrong key → KeyMaterialError), the array's
+shape/dtype against the metadata, the key's size, then the tag (IntegrityError); it
+never returns a wrong image.
+
+Ciphers are looked up in `KEYSTREAMS` (name → key-stream function), so the `hardened`
+cipher slots in with `register_keystream("hardened", fn)` and no change here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+from keras_dkg.errors import InputError, IntegrityError, KeyMaterialError
+
+KEY_DTYPE = np.uint8
+FORMAT_VERSION = 1
+SIZE_MULTIPLE = 4  # the generator needs H, W divisible by 4
+# Pixel types the cipher accepts: integers only (floats have no lossless image container).
+PLAINTEXT_DTYPES = frozenset({"uint8", "uint16", "int8", "int16", "uint32", "int32"})
+_TAG_LABEL = b"keras_dkg/cipher-tag/v1"
+_HKDF_SALT = b"keras_dkg"
+
+
+def digest(data: bytes) -> str:
+    """"sha256:<hex>" of some bytes (the one fingerprint format used everywhere)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(key: np.ndarray) -> str:
+    """"sha256:<hex>" of a key's raw C-order bytes."""
+    return digest(np.ascontiguousarray(key).tobytes())
+
+
+def plaintext_digest(plain: np.ndarray) -> str:
+    """"sha256:<hex>" of an image's dtype, shape and raw bytes: what "the same plaintext" means
+    for key-reuse tracking (a re-saved file with the same pixels is the same plaintext)."""
+    array = np.asarray(plain)
+    header = f"{array.dtype.name}:{'x'.join(map(str, array.shape))}:".encode("ascii")
+    return digest(header + _raw_bytes(array).tobytes())
+
+
+def _ceil_to(value: int, multiple: int = SIZE_MULTIPLE) -> int:
+    return -(-int(value) // multiple) * multiple
+
+
+def key_size_for(shape, dtype) -> tuple[int, int]:
+    """Smallest key (h, w), both multiples of 4, h = ceil4(H), whose h*w*3 bytes cover the plaintext.
+
+    `shape` is the plaintext's (H, W) or (H, W, C); `dtype` its pixel type.
+    """
+    dims = tuple(int(v) for v in shape)
+    if len(dims) not in (2, 3) or min(dims) <= 0:
+        raise InputError(f"plaintext shape must be H×W or H×W×C with positive sizes, got {dims}")
+    nbytes = math.prod(dims) * np.dtype(dtype).itemsize
+    height = _ceil_to(dims[0])
+    width = _ceil_to(-(-nbytes // (3 * height)))
+    return height, width
+
+
+@dataclasses.dataclass
+class CipherMetadata:
+    """What a ciphertext carries beside its pixels (JSON-serialisable, authenticated by `tag`)."""
+
+    format_version: int
+    cipher: str
+    key_fingerprint: str
+    nonce: str | None
+    dtype: str
+    shape: list[int]
+    byte_order: str = "little"
+    tag: str = ""
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes the tag covers: sorted compact ASCII JSON of every field but `tag`."""
+        fields = self.to_dict()
+        del fields["tag"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+    @classmethod
+    def from_json(cls, text: str | bytes | dict) -> CipherMetadata:
+        """Parse metadata; anything malformed is an IntegrityError (it is authenticated data)."""
+        try:
+            fields = json.loads(text) if isinstance(text, str | bytes) else dict(text)
+            names = {f.name for f in dataclasses.fields(cls)}
+            if not isinstance(fields, dict) or set(fields) != names:
+                raise ValueError(f"expected fields {sorted(names)}")
+            meta = cls(**fields)
+            meta.shape = [int(v) for v in meta.shape]
+            if not isinstance(meta.extra, dict) or not isinstance(meta.tag, str):
+                raise ValueError("extra must be an object and tag a string")
+        except (TypeError, ValueError) as exc:
+            raise IntegrityError(f"ciphertext metadata is damaged ({exc})") from exc
+        if meta.format_version != FORMAT_VERSION:
+            raise IntegrityError(
+                f"ciphertext metadata format_version {meta.format_version!r} is not {FORMAT_VERSION} "
+                "(altered, or written by another keras_dkg version)"
+            )
+        return meta
+
+
+# name -> fn(key, nbytes, meta) -> uint8 key stream of exactly nbytes
+Keystream = Callable[[np.ndarray, int, CipherMetadata], np.ndarray]
+
+
+def _xor_keystream(key: np.ndarray, nbytes: int, meta: CipherMetadata) -> np.ndarray:
+    """The paper's cipher: the key image's own bytes, used once, never repeated."""
+    stream = key.reshape(-1)
+    if stream.size < nbytes:
+        need = key_size_for(meta.shape, meta.dtype)
+        raise KeyMaterialError(
+            f"key too small: {key.shape[0]}x{key.shape[1]} key has {stream.size} bytes, the "
+            f"{'x'.join(map(str, meta.shape))} {meta.dtype} plaintext needs {nbytes}; a key is "
+            f"never tiled — use a key of at least {need[0]}x{need[1]}"
+        )
+    return stream[:nbytes]
+
+
+KEYSTREAMS: dict[str, Keystream] = {"xor": _xor_keystream}
+KNOWN_CIPHERS = ("xor", "hardened")
+
+
+def register_keystream(name: str, keystream: Keystream) -> None:
+    """Make `cipher=name` available (how the hardened cipher plugs in)."""
+    KEYSTREAMS[name] = keystream
+
+
+def _keystream_for(cipher: str) -> Keystream:
+    if cipher in KEYSTREAMS:
+        return KEYSTREAMS[cipher]
+    if cipher in KNOWN_CIPHERS:
+        raise NotImplementedError(f"cipher {cipher!r} is not available in this version")
+    raise InputError(f"unknown cipher {cipher!r}; expected one of {', '.join(KNOWN_CIPHERS)}")
+
+
+def _check_key(key: np.ndarray) -> np.ndarray:
+    array = np.asarray(key)
+    if array.dtype != KEY_DTYPE or array.ndim != 3 or array.shape[2] != 3:
+        raise KeyMaterialError(f"a key must be an H×W×3 uint8 image, got {array.shape} {array.dtype}")
+    return np.ascontiguousarray(array)
+
+
+def _raw_bytes(array: np.ndarray) -> np.ndarray:
+    """The array's bytes in little-endian order, as a flat uint8 array."""
+    little = array.dtype.newbyteorder("<")
+    return np.ascontiguousarray(array, dtype=little).view(np.uint8).reshape(-1)
+
+
+def _from_raw_bytes(data: np.ndarray, dtype: str, shape: list[int]) -> np.ndarray:
+    native = np.dtype(dtype)
+    return data.view(native.newbyteorder("<")).reshape(shape).astype(native, copy=False)
+
+
+def xor_bytes(data: np.ndarray, stream: np.ndarray) -> np.ndarray:
+    """XOR two equal-length flat uint8 arrays with OpenCV (numpy if OpenCV refuses them)."""
+    try:
+        return cv2.bitwise_xor(data, stream).reshape(-1)
+    except cv2.error:  # e.g. more elements than an OpenCV Mat can index
+        return np.bitwise_xor(data, stream)
+
+
+def _hkdf_sha256(key_material: bytes, info: bytes, length: int = 32) -> bytes:
+    """RFC 5869 HKDF with SHA-256 (one block is all we need)."""
+    prk = hmac.new(_HKDF_SALT, key_material, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()[:length]
+
+
+def compute_tag(key: np.ndarray, meta: CipherMetadata, context: bytes, ciphertext_bytes: np.ndarray) -> str:
+    """HMAC-SHA-256 (hex) of metadata-without-tag, context and ciphertext, keyed from the key."""
+    mac_key = _hkdf_sha256(np.ascontiguousarray(key).tobytes(), _TAG_LABEL + b"/" + meta.cipher.encode())
+    mac = hmac.new(mac_key, _TAG_LABEL, hashlib.sha256)
+    for part in (meta.canonical_bytes(), bytes(context), ciphertext_bytes):
+        view = memoryview(part).cast("B")
+        mac.update(len(view).to_bytes(8, "big"))
+        mac.update(view)
+    return mac.hexdigest()
+
+
+def _check_plaintext(plain: np.ndarray) -> np.ndarray:
+    array = np.asarray(plain)
+    if array.dtype.name not in PLAINTEXT_DTYPES:
+        raise InputError(
+            f"cannot encrypt {array.dtype} pixels; expected one of {', '.join(sorted(PLAINTEXT_DTYPES))}"
+        )
+    if array.ndim not in (2, 3) or array.size == 0:
+        raise InputError(f"plaintext must be a non-empty H×W or H×W×C image, got shape {array.shape}")
+    return array
+
+
+def encrypt_array(
+    plain: np.ndarray,
+    key: np.ndarray,
+    *,
+    cipher: str = "xor",
+    nonce: str | None = None,
+    context: bytes = b"",
+    extra: dict | None = None,
+) -> tuple[np.ndarray, CipherMetadata]:
+    """Encrypt an integer image with a key image; return (ciphertext, metadata).
+
+    The ciphertext has the plaintext's shape and dtype. `nonce` (the key's nonce) and
+    `extra` are stored and authenticated; `context` is authenticated but not stored.
+    """
+    plain = _check_plaintext(plain)
+    keystream = _keystream_for(cipher)
+    key = _check_key(key)
+    meta = CipherMetadata(
+        format_version=FORMAT_VERSION, cipher=cipher, key_fingerprint=fingerprint(key),
+        nonce=None if nonce is None else str(nonce), dtype=plain.dtype.name,
+        shape=[int(v) for v in plain.shape], extra=dict(extra or {}),
+    )
+    data = _raw_bytes(plain)
+    encrypted = xor_bytes(data, keystream(key, data.size, meta))
+    meta.tag = compute_tag(key, meta, context, encrypted)
+    return _from_raw_bytes(encrypted, meta.dtype, meta.shape), meta
+
+
+def decrypt_array(
+    ciphertext: np.ndarray, key: np.ndarray, meta: CipherMetadata, *, context: bytes = b""
+) -> np.ndarray:
+    """Verify and decrypt; the result is bit-exact the plaintext (same dtype and shape).
+
+    Raises KeyMaterialError for a wrong or too-small key and IntegrityError when the
+    ciphertext, its metadata or the context was altered.
+    """
+    if meta.cipher not in KNOWN_CIPHERS:
+        raise IntegrityError(f"ciphertext metadata names an unknown cipher {meta.cipher!r} (altered?)")
+    keystream = _keystream_for(meta.cipher)
+    key = _check_key(key)
+    actual = fingerprint(key)
+    if not hmac.compare_digest(actual.encode(), str(meta.key_fingerprint).encode("utf-8")):
+        raise KeyMaterialError(
+            f"wrong key: this ciphertext was made with key {str(meta.key_fingerprint)[:23]}…, "
+            f"the key given is {actual[:23]}…"
+        )
+    array = np.asarray(ciphertext)
+    if meta.dtype not in PLAINTEXT_DTYPES or array.dtype.name != meta.dtype or list(array.shape) != list(meta.shape):
+        raise IntegrityError(
+            f"ciphertext is {'x'.join(map(str, array.shape))} {array.dtype} but its metadata says "
+            f"{'x'.join(map(str, meta.shape))} {meta.dtype} (altered or mismatched files)"
+        )
+    data = _raw_bytes(array)
+    stream = keystream(key, data.size, meta)
+    expected = compute_tag(key, meta, context, data)
+    if not hmac.compare_digest(expected.encode(), str(meta.tag).encode("utf-8")):
+        raise IntegrityError(
+            "authentication failed: the ciphertext pixels, its metadata or its container "
+            "were altered (tag mismatch); nothing was decrypted"
+        )
+    return _from_raw_bytes(xor_bytes(data, stream), meta.dtype, meta.shape)

@@ -1,0 +1,268 @@
+"""Ciphertext files: pixels written losslessly with the cipher metadata inside the file.
+
+* PNG (8/16-bit gray, RGB, RGBA): an iTXt chunk, keyword ``keras_dkg.cipher``, right after
+  IHDR in OpenCV's PNG bytes, with its CRC (zlib.crc32). Viewers ignore it.
+* TIFF: an ImageDescription tag (270). OpenCV writes none, so the first IFD is copied to
+  the end of the file with the tag added and the header pointed at it; strip offsets
+  are absolute, so the pixel data is untouched.
+
+One file, one atomic write: there is no sidecar to lose. Lossy or unknown suffixes are
+refused with OutputError.
+
+Other formats plug in through `register_container(suffixes, Container(...))`; the DICOM
+module (`keras_dkg.runtime.dicom`) is imported on first use of `.dcm`/`.dicom` and is
+expected to register itself there (see `LAZY_CONTAINERS` and docs/cipher.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_dkg.errors import InputError, IntegrityError, OutputError
+from keras_dkg.runtime.cipher import CipherMetadata
+from keras_dkg.runtime.imageio import (
+    encode_lossless,
+    is_dicom,
+    read_image,
+    write_bytes_atomic,
+    write_image,
+)
+
+META_KEYWORD = "keras_dkg.cipher"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_DESCRIPTION_TAG = 270
+TIFF_ASCII = 2
+
+
+@dataclass(frozen=True)
+class Container:
+    """How one file format stores ciphertexts (and, optionally, plaintexts).
+
+    save(path, array, meta, *, overwrite, source) writes a ciphertext atomically; `source`
+        is the plaintext's path (a DICOM writer copies its non-pixel elements from it).
+    load(path) -> (array, meta) reads one back.
+    read_plain(path) -> array reads a plaintext (default: `imageio.read_image`).
+    write_plain(path, array, *, overwrite, source) writes a decrypted image (default:
+        `imageio.write_image`); `source` is the ciphertext's path.
+    context(path) -> bytes: extra bytes bound into the tag, computed from the plaintext
+        file at encryption and from the ciphertext file at decryption (default: none).
+    """
+
+    save: Callable[..., object]
+    load: Callable[[Path], tuple[np.ndarray, CipherMetadata]]
+    read_plain: Callable[[Path], np.ndarray] | None = None
+    write_plain: Callable[..., object] | None = None
+    context: Callable[[Path], bytes] | None = None
+
+
+CONTAINERS: dict[str, Container] = {}
+# suffix -> module that registers a container for it when imported
+LAZY_CONTAINERS = {".dcm": "keras_dkg.runtime.dicom", ".dicom": "keras_dkg.runtime.dicom"}
+LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg", ".jp2", ".webp", ".gif", ".bmp"})
+
+
+def register_container(suffixes: tuple[str, ...] | list[str], container: Container) -> None:
+    for suffix in suffixes:
+        CONTAINERS[suffix.lower()] = container
+
+
+def container_for(path: str | os.PathLike) -> Container:
+    """The container for a file, by suffix (DICOM also by its magic bytes)."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in CONTAINERS and target.is_file() and is_dicom(target):
+        suffix = ".dcm"
+    if suffix not in CONTAINERS and suffix in LAZY_CONTAINERS:
+        try:
+            importlib.import_module(LAZY_CONTAINERS[suffix])
+        except ImportError as exc:
+            raise OutputError(f"{target}: {suffix} files need {LAZY_CONTAINERS[suffix]} ({exc})") from exc
+    if suffix in CONTAINERS:
+        return CONTAINERS[suffix]
+    if suffix in LOSSY_SUFFIXES:
+        raise OutputError(
+            f"{target}: {suffix} is lossy or cannot hold the ciphertext exactly; use .png or .tif"
+        )
+    raise OutputError(f"{target}: unsupported format {suffix or '(no suffix)'}; use one of {', '.join(sorted(CONTAINERS))}")
+
+
+def save_ciphertext(path, array: np.ndarray, meta: CipherMetadata, overwrite: bool = False, source=None) -> Path:
+    """Write a ciphertext and its metadata in one file, atomically; format by suffix."""
+    target = Path(path)
+    container_for(target).save(target, array, meta, overwrite=overwrite, source=source)
+    return target
+
+
+def load_ciphertext(path) -> tuple[np.ndarray, CipherMetadata]:
+    """Read (ciphertext array, metadata) written by `save_ciphertext`."""
+    source = Path(path)
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    return container_for(source).load(source)
+
+
+def read_plaintext(path) -> np.ndarray:
+    """A plaintext's pixels: its container's reader, else `read_image` (any raster, JPEG too)."""
+    source = Path(path)
+    try:
+        reader = container_for(source).read_plain
+    except OutputError as exc:
+        if is_dicom(source):  # read_image would give the first frame only: refuse, lose nothing
+            raise InputError(f"{source}: DICOM plaintexts need keras_dkg.runtime.dicom ({exc})") from exc
+        reader = None
+    return (reader or read_image)(source)
+
+
+def write_plaintext(path, array: np.ndarray, overwrite: bool = False, source=None) -> Path:
+    target = Path(path)
+    writer = container_for(target).write_plain
+    if writer is None:
+        write_image(target, array, overwrite=overwrite)
+    else:
+        writer(target, array, overwrite=overwrite, source=source)
+    return target
+
+
+def context_for(container: Container, path) -> bytes:
+    return b"" if container.context is None else container.context(Path(path))
+
+
+def _restore_shape(array: np.ndarray, meta: CipherMetadata) -> np.ndarray:
+    """Image codecs drop a trailing channel axis of 1; put it back when the metadata has it."""
+    if array.ndim == 2 and len(meta.shape) == 3 and meta.shape[2] == 1 and list(array.shape) == meta.shape[:2]:
+        return array[:, :, None]
+    return array
+
+
+# ---- PNG: iTXt chunk --------------------------------------------------------------------
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_chunks(data: bytes, label: Path) -> Iterator[tuple[bytes, bytes, bool]]:
+    """(type, body, crc_ok) for each chunk up to IEND."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise InputError(f"{label}: not a PNG file")
+    position = len(PNG_SIGNATURE)
+    while position + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[position:position + 4])
+        kind = data[position + 4:position + 8]
+        if position + 12 + length > len(data):
+            raise InputError(f"{label}: truncated PNG chunk {kind!r}")
+        body = data[position + 8:position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length:position + 12 + length])
+        yield kind, body, zlib.crc32(kind + body) == crc
+        if kind == b"IEND":
+            return
+        position += 12 + length
+
+
+def png_with_text(png: bytes, keyword: str, text: str) -> bytes:
+    """Insert an uncompressed iTXt chunk right after IHDR."""
+    (ihdr_length,) = struct.unpack(">I", png[8:12])
+    if not png.startswith(PNG_SIGNATURE) or png[12:16] != b"IHDR":
+        raise OutputError("OpenCV produced an unexpected PNG layout (no IHDR first)")
+    cut = 8 + 12 + ihdr_length
+    body = keyword.encode("latin-1") + b"\0" + b"\0\0" + b"\0" + b"\0" + text.encode("utf-8")
+    return png[:cut] + _png_chunk(b"iTXt", body) + png[cut:]
+
+
+def png_text(data: bytes, keyword: str, label: Path) -> str | None:
+    """The text of the iTXt chunk with this keyword; IntegrityError if its CRC is wrong."""
+    prefix = keyword.encode("latin-1") + b"\0"
+    for kind, body, crc_ok in _png_chunks(data, label):
+        if kind == b"iTXt" and body.startswith(prefix):
+            if not crc_ok:
+                raise IntegrityError(f"{label}: the keras_dkg metadata chunk is damaged (CRC mismatch)")
+            rest = body[len(prefix) + 2:]  # compression flag and method
+            _language, _translated, text = rest.split(b"\0", 2)
+            return text.decode("utf-8")
+    return None
+
+
+def _save_png(path: Path, array, meta: CipherMetadata, *, overwrite: bool = False, source=None) -> None:
+    png = png_with_text(encode_lossless(array, ".png"), META_KEYWORD, meta.to_json())
+    write_bytes_atomic(path, png, overwrite=overwrite)
+
+
+def _load_png(path: Path) -> tuple[np.ndarray, CipherMetadata]:
+    text = png_text(path.read_bytes(), META_KEYWORD, path)
+    if text is None:
+        raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
+    meta = CipherMetadata.from_json(text)
+    return _restore_shape(read_image(path), meta), meta
+
+
+# ---- TIFF: ImageDescription tag ---------------------------------------------------------
+
+def _tiff_layout(data: bytes, label) -> tuple[str, int]:
+    """(struct byte-order prefix, offset of the first IFD) of a classic TIFF."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8 or struct.unpack(order + "H", data[2:4])[0] != 42:
+        raise InputError(f"{label}: not a classic TIFF file")
+    return order, struct.unpack(order + "I", data[4:8])[0]
+
+
+def _tiff_entries(data: bytes, order: str, ifd: int, label) -> tuple[list[bytes], bytes]:
+    try:
+        (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
+        entries = [data[ifd + 2 + 12 * i:ifd + 14 + 12 * i] for i in range(count)]
+        next_ifd = data[ifd + 2 + 12 * count:ifd + 6 + 12 * count]
+    except struct.error as exc:
+        raise InputError(f"{label}: damaged TIFF directory") from exc
+    if len(next_ifd) != 4 or any(len(entry) != 12 for entry in entries):
+        raise InputError(f"{label}: truncated TIFF directory")
+    return entries, next_ifd
+
+
+def tiff_with_description(tiff: bytes, text: str) -> bytes:
+    """Append the text and a copy of the first IFD with ImageDescription set; repoint the header."""
+    order, ifd = _tiff_layout(tiff, "encoded TIFF")
+    entries, next_ifd = _tiff_entries(tiff, order, ifd, "encoded TIFF")
+    entries = [e for e in entries if struct.unpack(order + "H", e[:2])[0] != TIFF_DESCRIPTION_TAG]
+    out = bytearray(tiff)
+    out += b"\0" * (len(out) % 2)
+    text_bytes = text.encode("ascii") + b"\0"
+    entries.append(struct.pack(order + "HHII", TIFF_DESCRIPTION_TAG, TIFF_ASCII, len(text_bytes), len(out)))
+    out += text_bytes + b"\0" * (len(text_bytes) % 2)
+    entries.sort(key=lambda e: struct.unpack(order + "H", e[:2])[0])
+    new_ifd = len(out)
+    out += struct.pack(order + "H", len(entries)) + b"".join(entries) + next_ifd
+    out[4:8] = struct.pack(order + "I", new_ifd)
+    return bytes(out)
+
+
+def tiff_description(data: bytes, label) -> str | None:
+    order, ifd = _tiff_layout(data, label)
+    for entry in _tiff_entries(data, order, ifd, label)[0]:
+        tag, kind, count, value = struct.unpack(order + "HHII", entry)
+        if tag == TIFF_DESCRIPTION_TAG and kind == TIFF_ASCII:
+            raw = entry[8:8 + count] if count <= 4 else data[value:value + count]
+            return raw.rstrip(b"\0").decode("ascii", "replace")
+    return None
+
+
+def _save_tiff(path: Path, array, meta: CipherMetadata, *, overwrite: bool = False, source=None) -> None:
+    text = META_KEYWORD + " " + meta.to_json()
+    write_bytes_atomic(path, tiff_with_description(encode_lossless(array, path.suffix), text), overwrite=overwrite)
+
+
+def _load_tiff(path: Path) -> tuple[np.ndarray, CipherMetadata]:
+    text = tiff_description(path.read_bytes(), path)
+    if text is None or not text.startswith(META_KEYWORD + " "):
+        raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
+    meta = CipherMetadata.from_json(text[len(META_KEYWORD) + 1:])
+    return _restore_shape(read_image(path), meta), meta
+
+
+register_container([".png"], Container(save=_save_png, load=_load_png))
+register_container([".tif", ".tiff"], Container(save=_save_tiff, load=_load_tiff))

@@ -1,0 +1,256 @@
+"""Batch encryption speed: files/s and MB/s, 1 vs 2 jobs, with the time split by phase.
+
+    python tools/bench_batch.py [--model G.onnx] [--pngs 32] [--dicoms 16] [--jobs 1 2]
+
+Two folders are made: 256×256 8-bit RGB PNGs (the paper's image and key size) and
+512×512 16-bit signed CT-like DICOMs (12 bits stored, uncompressed). For each, the
+end-to-end `encrypt_folder` (what `dkg-encrypt --batch` runs: read, one fresh key per
+file, XOR + tag, atomic write, key store) is timed with each --jobs value, then
+`decrypt_folder` with --verify (no writes); its own per-phase timers are shown too
+(keystore = storing the key and recording its use, each an fsync'd atomic write).
+MB are plaintext bytes (10^6).
+
+The phase split is measured separately, one phase at a time over all files in this
+process after two untimed key-generation batches (ms per file): decode = read + decode the plaintext (+ the DICOM context hash),
+keygen = onnxruntime key generation batched like the batch does, xor = `encrypt_array`
+(XOR + HMAC tag), encode = ciphertext to file bytes (PNG + metadata chunk, or the
+DICOM dataset), write = atomic write + fsync + link of those bytes.
+
+Without --model, an untrained full-size generator (`build_generator()`, 6 residual
+blocks; speed does not depend on the weights) is exported to ONNX in a child process,
+so TensorFlow never shares this process with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EXPORT_SNIPPET = """
+import json, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pathlib import Path
+from keras_dkg.export.source import import_keras, load_source, quiet
+keras = import_keras()
+from keras_dkg.networks import build_generator
+from keras_dkg.export.onnx import export_onnx
+run, target, blocks = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+run.mkdir(parents=True, exist_ok=True)
+keras.utils.set_random_seed(0)
+with quiet():
+    build_generator(num_residual_blocks=blocks).save(run / "generator.keras")
+(run / "run.json").write_text(json.dumps({"image_size": 256}))
+with quiet():
+    export_onnx(load_source(run), target, overwrite=True)
+print(target)
+"""
+
+
+def export_model(work: Path, blocks: int) -> Path:
+    target = work / "generator.onnx"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", EXPORT_SNIPPET, str(work / "run"), str(target), str(blocks)],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    print(f"exported an untrained {blocks}-block generator to {target} in {time.perf_counter() - started:.1f} s")
+    return target
+
+
+# ---- data --------------------------------------------------------------------------------
+
+def phantom(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth body-like disc with texture and noise, float in [0, 1]."""
+    y, x = np.mgrid[0:size, 0:size] / size - 0.5
+    centre = rng.uniform(-0.05, 0.05, 2)
+    r = np.hypot(x - centre[0], y - centre[1])
+    body = (r < 0.42) * (0.55 + 0.25 * np.cos(14 * x + rng.uniform(0, 6)) * np.sin(11 * y))
+    organs = sum((np.hypot(x - cx, y - cy) < rad) * 0.3
+                 for cx, cy, rad in rng.uniform([-0.25, -0.25, 0.04], [0.25, 0.25, 0.12], (4, 3)))
+    return np.clip(body + organs + rng.normal(0, 0.03, (size, size)), 0, 1)
+
+
+def make_pngs(folder: Path, count: int) -> None:
+    import cv2
+
+    rng = np.random.default_rng(1)
+    for index in range(count):
+        gray = phantom(rng, 256)
+        rgb = np.stack([gray, gray ** 1.2, gray ** 0.8], axis=-1)
+        cv2.imwrite(str(folder / f"slice_{index:03d}.png"), np.rint(rgb * 255).astype(np.uint8))
+
+
+def make_dicoms(folder: Path, count: int) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    rng = np.random.default_rng(2)
+    series = generate_uid()
+    for index in range(count):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID, ds.InstanceNumber = series, index + 1
+        ds.PatientName, ds.PatientID, ds.Modality = "Bench^Phantom", "BENCH", "CT"
+        ds.Rows = ds.Columns = 512
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 1
+        ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+        hu = np.rint(phantom(rng, 512) * 2000 - 1024).astype("<i2")
+        ds.PixelData = hu.tobytes()
+        ds.save_as(folder / f"ct_{index:03d}.dcm", implicit_vr=False, little_endian=True, enforce_file_format=True)
+
+
+# ---- measurements ------------------------------------------------------------------------
+
+def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -> dict[str, float]:
+    """ms per file for decode, keygen, xor, encode, write, one phase at a time."""
+    from keras_dkg.runtime import batch, dicom
+    from keras_dkg.runtime.cipher import encrypt_array, key_size_for
+    from keras_dkg.runtime.containers import META_KEYWORD, png_with_text
+    from keras_dkg.runtime.imageio import encode_lossless, write_bytes_atomic
+    from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
+
+    files, _ = batch.list_folder(folder)
+    times = dict.fromkeys(("decode", "keygen", "xor", "encode", "write"), 0.0)
+    generator = KeyGenerator(model, batch_size=chunk)
+    start = time.perf_counter()
+    plains = [dicom.read_dicom(p) if p.suffix == ".dcm" else batch._open_plaintext(p) for p in files]
+    contexts = [dicom.plaintext_context(p) if isinstance(p, dicom.DicomPlaintext) else p.context for p in plains]
+    arrays = [p.plain_array() if isinstance(p, dicom.DicomPlaintext) else p.array for p in plains]
+    times["decode"] = time.perf_counter() - start
+    # warm-up: onnxruntime's first runs at a new shape are up to 2x slower (allocation)
+    size = key_size_for(arrays[0].shape, arrays[0].dtype)
+    for _ in range(2):
+        generator.generate_many(seed, size, [random_nonce() for _ in range(min(chunk, len(arrays)))])
+    keys = []
+    start = time.perf_counter()
+    for first in range(0, len(arrays), chunk):
+        group = arrays[first:first + chunk]
+        size = key_size_for(group[0].shape, group[0].dtype)  # all files of a folder share a size here
+        keys += generator.generate_many(seed, size, [random_nonce() for _ in group])
+    times["keygen"] = time.perf_counter() - start
+    start = time.perf_counter()
+    encrypted = [encrypt_array(a, k.pixels, nonce=k.record["nonce"], context=c) for a, k, c in zip(arrays, keys, contexts, strict=True)]
+    times["xor"] = time.perf_counter() - start
+    start = time.perf_counter()
+    blobs = []
+    for plain, (ciphertext, meta), context in zip(plains, encrypted, contexts, strict=True):
+        if isinstance(plain, dicom.DicomPlaintext):
+            blobs.append(dicom.ciphertext_bytes(plain, ciphertext, meta, context))
+        else:
+            blobs.append(png_with_text(encode_lossless(ciphertext, ".png"), META_KEYWORD, meta.to_json()))
+    times["encode"] = time.perf_counter() - start
+    target = work / "phase_write"
+    target.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    for path, blob in zip(files, blobs, strict=True):
+        write_bytes_atomic(target / path.name, blob)
+    times["write"] = time.perf_counter() - start
+    shutil.rmtree(target)
+    return {phase: 1000 * seconds / len(files) for phase, seconds in times.items()}
+
+
+def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int) -> dict:
+    from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
+
+    out, keys = work / f"out_{folder.name}_{jobs}", work / f"keys_{folder.name}_{jobs}"
+    start = time.perf_counter()
+    report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, jobs=jobs, chunk=chunk)
+    seconds = time.perf_counter() - start
+    assert report.exit_code == 0, report.failed[:3]
+    done = [f for f in report.files if f.status == "encrypted"]
+    megabytes = sum(f.bytes for f in done) / 1e6
+    start = time.perf_counter()
+    verified = decrypt_folder(out, None, keys=keys, verify_only=True, jobs=jobs)
+    verify_seconds = time.perf_counter() - start
+    assert verified.exit_code == 0, verified.failed[:3]
+    shutil.rmtree(out)
+    shutil.rmtree(keys)
+    split = {phase: 1000 * value / max(1, len(done)) for phase, value in report.timing_s.items()}
+    return {"files": len(done), "seconds": seconds, "files_s": len(done) / seconds, "mb_s": megabytes / seconds,
+            "verify_files_s": len(done) / verify_seconds, "verify_mb_s": megabytes / verify_seconds,
+            "split": split}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="generator .onnx (default: export an untrained full-size one)")
+    parser.add_argument("--blocks", type=int, default=6, help="residual blocks of the exported generator")
+    parser.add_argument("--pngs", type=int, default=32, help="number of 256x256 PNGs")
+    parser.add_argument("--dicoms", type=int, default=16, help="number of 512x512 16-bit DICOMs")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--chunk", type=int, default=8, help="files per task = keys per session run")
+    parser.add_argument("--workdir", help="scratch folder (default: a temporary one, removed)")
+    args = parser.parse_args()
+
+    import onnxruntime
+
+    from keras_dkg.embedded import seed_path
+
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="dkg-bench-batch-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        model = Path(args.model) if args.model else export_model(work, args.blocks)
+        seed = seed_path()
+        folders = {}
+        if args.pngs:
+            folders["256² RGB PNG"] = work / "png"
+            folders["256² RGB PNG"].mkdir(exist_ok=True)
+            make_pngs(folders["256² RGB PNG"], args.pngs)
+        if args.dicoms:
+            folders["512² 16-bit DICOM"] = work / "dicom"
+            folders["512² 16-bit DICOM"].mkdir(exist_ok=True)
+            make_dicoms(folders["512² 16-bit DICOM"], args.dicoms)
+        print(f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())}), "
+              f"{os.cpu_count()} CPUs, model {model.name}, seed {seed.name}, chunk {args.chunk}")
+        print()
+        print("| data | jobs | files | files/s | MB/s | verify files/s | verify MB/s |")
+        print("|---|---|---|---|---|---|---|")
+        batch_splits = []
+        for label, folder in folders.items():
+            for jobs in args.jobs:
+                r = end_to_end(folder, model, seed, work, jobs, args.chunk)
+                batch_splits.append((label, jobs, r["split"]))
+                print(f"| {label} | {jobs} | {r['files']} | {r['files_s']:.2f} | {r['mb_s']:.2f} | "
+                      f"{r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} |", flush=True)
+        print()
+        print("The batch's own timers (encryption runs above), ms per file summed over workers;")
+        print("for PNG, encode is inside write (one container call):")
+        print()
+        phases = ("decode", "keygen", "keystore", "xor", "encode", "write")
+        print("| data | jobs | " + " | ".join(phases) + " |")
+        print("|---|---|" + "---|" * len(phases))
+        for label, jobs, split in batch_splits:
+            print(f"| {label} | {jobs} | " + " | ".join(f"{split.get(p, 0.0):.1f}" for p in phases) + " |")
+        print()
+        print("Phase split, one process, ms per file (share of the sum):")
+        print()
+        print("| data | decode | keygen | xor | encode | write |")
+        print("|---|---|---|---|---|---|")
+        for label, folder in folders.items():
+            split = phase_split(folder, model, seed, work, args.chunk)
+            total = sum(split.values())
+            print(f"| {label} | " + " | ".join(f"{split[p]:.1f} ({100 * split[p] / total:.0f} %)"
+                                                for p in ("decode", "keygen", "xor", "encode", "write")) + " |",
+                  flush=True)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
