@@ -20,6 +20,7 @@ Each image gets its own key (the index is hashed in), so domain images are indep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dkg.errors import DkgError, InputError
+from keras_dkg.errors import InputError, OutputError, run_cli
 from keras_dkg.runtime.imageio import list_images, read_image, write_bytes_atomic, write_image
 from keras_dkg.runtime.preprocess import preprocess_uint8
 
@@ -113,13 +114,35 @@ def build_domain(source_dir: str | Path, out_dir: str | Path, kind: str = "chaot
     cipher = ChaoticCipher(seed=seed, kind=kind, low_bits=low_bits)
     sources = list_images(source_dir)
     target = Path(out_dir)
-    target.mkdir(parents=True, exist_ok=True)
+    created = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot create the domain folder ({exc.strerror or exc})") from exc
+    written: list[Path] = []
+    try:
+        return _build_domain(cipher, sources, target, kind, size, seed, low_bits, overwrite, written)
+    except BaseException:
+        # a bad source image (or a full disk) half-way leaves no partial domain behind
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                target.rmdir()
+        raise
+
+
+def _build_domain(cipher: ChaoticCipher, sources: list[Path], target: Path, kind: str, size: int | None, seed: int,
+                  low_bits: int, overwrite: bool, written: list[Path]) -> dict:
     entries = []
     for index, path in enumerate(sources):
         plain = preprocess_uint8(read_image(path), size)
         encrypted = cipher.encrypt(plain, index)
         name = f"domain_{index:04d}.png"
+        existed = (target / name).exists()
         write_image(target / name, encrypted, overwrite=overwrite)
+        if not existed:
+            written.append(target / name)
         entries.append({
             "file": name,
             "source": str(path),
@@ -155,14 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-bits", type=int, default=DEFAULT_LOW_BITS, help="keystream bits kept by chaotic-low")
     parser.add_argument("--overwrite", action="store_true", help="replace existing domain images")
     args = parser.parse_args(argv)
-    try:
+
+    def build() -> None:
         manifest = build_domain(args.source, args.out, args.kind, args.size, args.seed, args.low_bits, args.overwrite)
-    except DkgError as exc:
-        print(f"dkg-domain: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"{manifest['count']} images -> {args.out}  kind={args.kind}  "
-          f"mean entropy {manifest['mean_entropy']:.4f} (plain {manifest['mean_plain_entropy']:.4f})")
-    return 0
+        print(f"{manifest['count']} images -> {args.out}  kind={args.kind}  "
+              f"mean entropy {manifest['mean_entropy']:.4f} (plain {manifest['mean_plain_entropy']:.4f})")
+
+    return run_cli("dkg-domain", build)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ Every message names the file (when there is one) and the cause, so a user can ac
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class DkgError(Exception):
     """Base class: a user-facing failure with an actionable message."""
@@ -37,3 +40,36 @@ class ModelError(DkgError):
 class TrainingError(DkgError):
     """Training cannot start or diverged (NaN/Inf loss)."""
 
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (CLIs print exactly one line per error)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def os_error_line(exc: OSError) -> str:
+    """'FILE: cause' for an OSError that reached a CLI without becoming a DkgError."""
+    cause = exc.strerror or one_line(exc)
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {cause}" if names else cause
+
+
+def run_cli(prog: str, action: Callable[[], int | None], interrupted: str | None = None) -> int:
+    """Run a command's work and return its exit code.
+
+    Our errors, and OS errors no layer below turned into one, become ONE line
+    `prog: error: message` on stderr and a non-zero code, never a traceback. With
+    `interrupted`, Ctrl-C prints that message and returns 130.
+    """
+    try:
+        return action() or 0
+    except DkgError as exc:
+        message, code = one_line(exc), exc.exit_code
+    except OSError as exc:
+        message, code = os_error_line(exc), 2
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        message, code = interrupted, 130
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code

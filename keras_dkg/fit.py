@@ -21,8 +21,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras_dkg
-from keras_dkg.errors import DkgError, TrainingError
-from keras_dkg.model import BETA_1, BETA_2, LEARNING_RATE, LOSS_KINDS
+from keras_dkg.errors import DkgError, TrainingError, run_cli
+from keras_dkg.export.source import quiet
+
+# keras_dkg.model imports TensorFlow, which prints absl/oneDNN banners on stderr at import
+# even at TF_CPP_MIN_LOG_LEVEL=2: hold them back, so an error stays the one line on stderr.
+with quiet():
+    from keras_dkg.model import BETA_1, BETA_2, LEARNING_RATE, LOSS_KINDS
 
 log = logging.getLogger("keras_dkg.fit")
 # Options that must match for --resume to continue the same run.
@@ -98,7 +103,12 @@ def prepare_run_folder(out: Path, options: dict, resume: bool) -> dict | None:
         return None
     if not record.is_file() or not has_checkpoints:
         raise TrainingError(f"{out}: nothing to resume (no run.json or no checkpoint)")
-    previous = json.loads(record.read_text())
+    try:
+        previous = json.loads(record.read_text(encoding="utf-8"))
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TrainingError(f"{record}: cannot read the run settings to resume ({exc}); use a new --out") from exc
     changed = [k for k in RESUME_KEYS if previous.get("options", {}).get(k) != options[k]]
     if changed:
         raise TrainingError(f"{out}: --resume with different settings ({', '.join(changed)}); use a new --out")
@@ -108,14 +118,14 @@ def prepare_run_folder(out: Path, options: dict, resume: bool) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
-    try:
+
+    def fit() -> None:
         summary = train(args)
-    except DkgError as exc:
-        print(f"keras_dkg.fit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"done: {summary['steps_done']} steps in {summary['wall_seconds']:.1f} s; "
-          f"sample key entropy {summary['sample_key_entropy']:.4f}; generator at {summary['generator']}")
-    return 0
+        print(f"done: {summary['steps_done']} steps in {summary['wall_seconds']:.1f} s; "
+              f"sample key entropy {summary['sample_key_entropy']:.4f}; generator at {summary['generator']}")
+
+    return run_cli("keras_dkg.fit", fit, interrupted=(
+        f"interrupted; the checkpoints in {Path(args.out) / 'checkpoints'} are kept, continue with --resume"))
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -123,18 +133,46 @@ def train(args: argparse.Namespace) -> dict:
     options = options_from(args)
     validate(options)
     out = Path(args.out)
+    before = sorted(out.iterdir()) if out.is_dir() else None
     previous = prepare_run_folder(out, options, args.resume)
-    if previous is None:
-        _write_run_json(out, options, {"status": "running"})
+    try:
+        if previous is None:
+            _write_run_json(out, options, {"status": "running"})
+        # TensorFlow is imported only now, after the argument checks
+        from keras_dkg.training_loop import run_training
 
-    from keras_dkg.training_loop import run_training  # imports TensorFlow: after argument checks
-
-    started = time.time()
-    summary = run_training(out, options, previous, progress=not args.no_progress, log_every=args.log_every)
+        started = time.time()
+        summary = run_training(out, options, previous, progress=not args.no_progress, log_every=args.log_every)
+    except DkgError:
+        if previous is None:
+            _discard_failed_run(out, before)
+        raise
     summary["wall_seconds"] = round(time.time() - started, 2)
     summary["status"] = "finished"
     _write_run_json(out, options, summary)
     return summary
+
+
+def _discard_failed_run(out: Path, before: list[Path] | None) -> None:
+    """A fresh run that failed before its first checkpoint leaves nothing behind.
+
+    Only what this run created goes (the folder itself when the run made it); once a
+    checkpoint exists the folder is kept for --resume.
+    """
+    import shutil
+
+    from keras_dkg import checkpoints
+
+    if checkpoints.list_checkpoints(out / "checkpoints"):
+        return
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in set(out.iterdir()) - set(before):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _write_run_json(out: Path, options: dict, summary: dict) -> None:

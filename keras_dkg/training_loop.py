@@ -122,10 +122,12 @@ def run_training(out: Path, options: dict, previous: dict | None, progress: bool
             dataset = make_dataset(source, domain, total, options["batch_size"], options["seed"], start_step=step)
             model.fit(dataset.take(chunk), epochs=1, steps_per_epoch=chunk, verbose=0, shuffle=False, callbacks=[monitor])
             if monitor.diverged:
+                kept = checkpoints.list_checkpoints(out / "checkpoints")
                 raise TrainingError(
                     f"training diverged at step {monitor.diverged['step']}: non-finite loss "
                     f"({', '.join(f'{k}={v}' for k, v in monitor.diverged.items() if k != 'step')}); "
-                    f"lower --lr or check the data; last good checkpoint kept in {out / 'checkpoints'}"
+                    "lower --lr or check the data; "
+                    + (f"last good checkpoint kept in {kept[-1]}" if kept else "no checkpoint was written yet")
                 )
             step = monitor.step
             key = sample_key(model.generator, seed_pixels)

@@ -78,7 +78,9 @@ def main() -> int:
         image = read_image(path)
         print(f"  {path.name:28s} {image.shape!s:16s} entropy {entropy(image):.4f} "
               f"(ideal for its size {ideal_entropy(image.size):.4f})")
-    print(f"  {'ciphertext ' + cipher_path.name:28s} {'':16s} entropy {entropy(read_image(cipher_path)):.4f}")
+    cipher_bytes = read_image(cipher_path).view(np.uint8)
+    print(f"  {'ciphertext ' + cipher_path.name:28s} {'(bytes)':16s} entropy {entropy(cipher_bytes):.4f} "
+          f"(ideal for its size {ideal_entropy(cipher_bytes.size):.4f})")
     print(f"\ndemo finished in {time.time() - started:.0f} s")
     return 0 if exact else 1
 

@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_dkg.errors import DkgError  # noqa: E402
+from keras_dkg.errors import run_cli
 from keras_dkg.export.parity import MAX_ABS_DELTA, MAX_BYTE_SHARE  # noqa: E402
 
 PROG = "dkg-export"
@@ -63,12 +63,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except DkgError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_cli(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,10 +65,15 @@ def quiet(enabled: bool = True) -> Iterator[_Captured | None]:
     if not enabled:
         yield None
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
     python_streams = sys.stdout, sys.stderr
-    saved = [os.dup(1), os.dup(2)]
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no standard descriptors (a daemon, pythonw): nothing to hold back
+        yield None
+        return
     with tempfile.TemporaryFile() as sink, open(sink.fileno(), "w", encoding="utf-8", closefd=False) as stream:
         try:
             os.dup2(sink.fileno(), 1)
@@ -126,16 +132,36 @@ def load_source(path: str | os.PathLike, training_size: int | None = None) -> So
         raise InputError(f"{keras_file}: no such model file")
     if size <= 0 or size % 4:
         raise InputError(f"training size must be a positive multiple of 4, got {size}")
+    if not zipfile.is_zipfile(keras_file):  # Keras would say "File not found" for these
+        raise ModelError(f"{keras_file}: not a Keras archive (a .keras file is a zip file; this one is "
+                         f"{'empty' if keras_file.stat().st_size == 0 else 'damaged or truncated'})")
     keras = import_keras()
     try:
         with quiet():
             model = keras.models.load_model(keras_file, compile=False)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ...
-        raise ModelError(f"{keras_file}: cannot load the Keras model ({str(exc).splitlines()[0][:300]})") from exc
-    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
-    if len(model.inputs) != 1 or len(shape) != 4 or shape[-1] != 3:
+        lines = str(exc).strip().splitlines()
+        reason = lines[0][:300] if lines else type(exc).__name__
+        raise ModelError(f"{keras_file}: cannot load the Keras model ({reason})") from exc
+    inputs = getattr(model, "inputs", None) or []
+    shape = tuple(inputs[0].shape) if inputs else ()
+    if len(inputs) != 1 or len(shape) != 4 or shape[-1] != 3:
         raise ModelError(f"{keras_file}: expected one (N, H, W, 3) input, got {shape}")
+    _refuse_non_finite_weights(model, keras_file)
     return SourceModel(model, keras_file, int(size), digest(keras_file.read_bytes()))
+
+
+def _refuse_non_finite_weights(model, keras_file: Path) -> None:
+    """NaN or infinite weights (a diverged training) make every key NaN: refuse before converting."""
+    import numpy as np
+
+    for variable in model.weights:
+        values = np.asarray(variable)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ModelError(
+                f"{keras_file}: weight {variable.path} holds NaN or infinite values "
+                "(diverged training?); nothing exported"
+            )
 
 
 def check_output(output: str | os.PathLike, suffix: str, overwrite: bool) -> Path:

@@ -10,6 +10,8 @@ The rules (docs/batch.md):
   the same relative path under OUT_DIR with the same name and extension (a `.dcm`
   stays DICOM, through `keras_dkg.runtime.dicom`; PNG/TIFF through
   `keras_dkg.runtime.containers`). Other files are listed as "ignored".
+* `cipher` is "xor" (the paper's) or "hardened" (HKDF + ChaCha20-Poly1305,
+  docs/hardened.md); decryption reads it from each file's metadata.
 * Each file gets a fresh key (a fresh random nonce perturbs the seed), generated at
   `key_size_for(shape, dtype)` — batched through one onnxruntime session per worker,
   files of one key size sharing a session run — and stored in the key store (KEY_DIR,
@@ -28,13 +30,14 @@ The rules (docs/batch.md):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -44,7 +47,13 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.errors import DkgError, InputError, IntegrityError, KeyMaterialError, OutputError
-from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, key_size_for, plaintext_digest
+from keras_dkg.runtime.cipher import (
+    KNOWN_CIPHERS,
+    decrypt_array,
+    encrypt_array,
+    key_size_for,
+    plaintext_digest,
+)
 from keras_dkg.runtime.containers import (
     container_for,
     context_for,
@@ -303,11 +312,15 @@ def _stale_temporaries(target: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _verify_existing(source: Path, target: Path, store, timing: dict) -> tuple[bool, str, str | None]:
-    """Whether an existing output authenticates with its stored key and holds `source` (reason, fingerprint)."""
+def _verify_existing(source: Path, target: Path, store, timing: dict,
+                     cipher: str | None = None) -> tuple[bool, str, str | None]:
+    """Whether an existing output authenticates with its stored key and holds `source` (reason, fingerprint);
+    with `cipher`, also whether it was made with that cipher (a resumed batch keeps one cipher)."""
     start = time.perf_counter()
     try:
         ciphertext, meta, context, _ = _open_ciphertext(target)
+        if cipher is not None and meta.cipher != cipher:
+            return False, f"it was encrypted with cipher {meta.cipher!r}, this batch uses {cipher!r}", None
         key = store.load(meta.key_fingerprint)
         plain = decrypt_array(ciphertext, key.pixels, meta, context=context)
         current = _open_plaintext(source)
@@ -334,7 +347,7 @@ def _encrypt_chunk(relatives: list[str]) -> tuple[list[FileResult], dict]:
             _stale_temporaries(target)  # left by a killed run; OUT_DIR is ours
             if target.exists() or target.is_symlink():
                 if settings["resume"]:
-                    ok, why, fingerprint = _verify_existing(source, target, store, timing)
+                    ok, why, fingerprint = _verify_existing(source, target, store, timing, settings["cipher"])
                     if ok:
                         result.status, result.reason = RESUMED, "output exists and verifies with its stored key"
                         result.key_fingerprint = fingerprint
@@ -373,16 +386,15 @@ def _encrypt_chunk(relatives: list[str]) -> tuple[list[FileResult], dict]:
             source, target = in_dir / relative, out_dir / relative
             try:
                 start = time.perf_counter()
-                entry = store.add(key)  # the key is kept before its ciphertext exists
+                # the key is kept, with the plaintext it is for, before its ciphertext exists
+                # (one append to the index: keystore.KeyStore.add)
+                entry = store.add(key, plaintext_digest(plain.array), str(source.resolve()))
                 result.key_fingerprint, result.key_file = key.fingerprint, entry["key_file"]
                 timing["keystore"] += time.perf_counter() - start
                 start = time.perf_counter()
                 ciphertext, meta = encrypt_array(plain.array, key.pixels, cipher=settings["cipher"],
                                                  nonce=key.record.get("nonce"), context=plain.context)
                 timing["xor"] += time.perf_counter() - start
-                start = time.perf_counter()
-                store.mark_used(key.fingerprint, plaintext_digest(plain.array), str(source.resolve()))
-                timing["keystore"] += time.perf_counter() - start
                 target.parent.mkdir(parents=True, exist_ok=True)
                 plain.save(target, ciphertext, meta, settings["overwrite"], timing)
             except Exception as exc:
@@ -525,6 +537,63 @@ def _finish(report: BatchReport, others: list[Path], root: Path, started: float)
     return report
 
 
+LOCK_NAME = ".dkg-batch.lock"
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from exc
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold FOLDER/.dkg-batch.lock while a batch writes into FOLDER; refuse at once if another holds it.
+
+    Two batches writing one folder would race file by file (each output still atomic, but
+    the report and the set of outputs split between two runs): the second is refused
+    instead, with OutputError, before it writes anything. The lock file is removed on
+    exit; one left by a killed run holds no lock (flock dies with its process).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    path = folder / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot write in the output folder ({exc.strerror or exc})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise OutputError(
+                    f"{folder}: another batch is writing into this folder right now ({LOCK_NAME} is held); "
+                    "wait for it to finish or choose another output folder"
+                ) from None
+            raise OutputError(f"{path}: cannot lock ({exc.strerror or exc})") from exc
+        try:
+            held = os.stat(path)
+            opened = os.fstat(fd)
+            same = (held.st_dev, held.st_ino) == (opened.st_dev, opened.st_ino)
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file meanwhile: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
 def _check_folders(in_dir: Path, out_dir: Path | None, keys: Path, what: str) -> None:
     if not in_dir.is_dir():
         raise InputError(f"{in_dir}: no such folder")
@@ -570,6 +639,12 @@ def encrypt_folder(
     _check_folders(in_dir, out_dir, keys, "input or output")
     if jobs < 1 or chunk < 1:
         raise InputError(f"--jobs and the chunk size must be at least 1 (got {jobs}, {chunk})")
+    if cipher not in KNOWN_CIPHERS:
+        raise InputError(f"unknown cipher {cipher!r}; expected one of {', '.join(KNOWN_CIPHERS)}")
+    if cipher == "hardened":
+        from keras_dkg.runtime.hardened import require_cryptography
+
+        require_cryptography()  # no `cryptography`: stop before any work, with the install hint
     seed_path = Path(seed)
     from keras_dkg.runtime.imageio import read_image
     from keras_dkg.runtime.keygen import KeyGenerator
@@ -577,7 +652,15 @@ def encrypt_folder(
     read_image(seed_path)  # an unreadable seed stops the batch before any work
     # so does a broken model; this session serves a one-process batch (workers open their own)
     generator = KeyGenerator(model, provider=provider, batch_size=chunk)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
+    with folder_lock(out_dir):  # a second batch into OUT_DIR now is refused, not interleaved
+        return _encrypt_folder_locked(in_dir, out_dir, keys, model, seed_path, generator, jobs, resume, overwrite,
+                                      report, provider, cipher, chunk, progress, quiet, started)
+
+
+def _encrypt_folder_locked(in_dir: Path, out_dir: Path, keys: Path, model, seed_path: Path, generator, jobs: int,
+                           resume: bool, overwrite: bool, report, provider: str, cipher: str, chunk: int,
+                           progress: bool, quiet: bool, started: float) -> BatchReport:
     from keras_dkg.runtime.keystore import KeyStore
 
     KeyStore(keys, create=True)  # created here, once, before any worker opens it
@@ -630,8 +713,18 @@ def decrypt_folder(
         raise KeyMaterialError(f"{keys}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
     if jobs < 1 or chunk < 1:
         raise InputError(f"--jobs and the chunk size must be at least 1 (got {jobs}, {chunk})")
-    if target is not None:
-        target.mkdir(parents=True, exist_ok=True)
+    if target is None:
+        return _decrypt_folder_locked(in_dir, target, keys, verify_only, jobs, overwrite, report, chunk, progress,
+                                      quiet, started)
+    _make_folder(target)
+    with folder_lock(target):  # a second batch into BACK_DIR now is refused, not interleaved
+        return _decrypt_folder_locked(in_dir, target, keys, verify_only, jobs, overwrite, report, chunk, progress,
+                                      quiet, started)
+
+
+def _decrypt_folder_locked(in_dir: Path, target: Path | None, keys: Path, verify_only: bool, jobs: int,
+                           overwrite: bool, report, chunk: int, progress: bool, quiet: bool,
+                           started: float) -> BatchReport:
     images, others = list_folder(in_dir, exclude=[target, keys])
     settings = {
         "command": "decrypt", "input": str(in_dir), "output": str(target) if target else None,

@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from keras_dkg.errors import DkgError
+from keras_dkg.errors import run_cli
 from keras_dkg.runtime.batch import REPORT_NAME, BatchReport, decrypt_folder, encrypt_folder
 
 MAX_LISTED_FAILURES = 20
@@ -44,7 +44,8 @@ def encrypt_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="keep outputs that exist and verify with their stored key (finish a killed batch)")
     parser.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto", help="onnxruntime provider")
-    parser.add_argument("--cipher", choices=("xor", "hardened"), default="xor", help="cipher (default: xor)")
+    parser.add_argument("--cipher", choices=("xor", "hardened"), default="xor",
+                        help="xor: the paper's XOR + HMAC; hardened: HKDF + ChaCha20-Poly1305 (docs/hardened.md)")
     _common(parser)
     return parser
 
@@ -102,17 +103,7 @@ def _decrypt(args) -> int:
 
 def _main(prog: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
-    try:
-        return action(args)
-    except DkgError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except NotImplementedError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished files are kept, rerun with --resume", file=sys.stderr)
-        return 130
+    return run_cli(prog, lambda: action(args), interrupted="interrupted; finished files are kept, rerun with --resume")
 
 
 def encrypt_main(argv: list[str] | None = None) -> int:

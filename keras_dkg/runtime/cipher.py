@@ -12,8 +12,10 @@ checks, in order: the key's fingerprint (wrong key → KeyMaterialError), the ar
 shape/dtype against the metadata, the key's size, then the tag (IntegrityError); it
 never returns a wrong image.
 
-Ciphers are looked up in `KEYSTREAMS` (name → key-stream function), so the `hardened`
-cipher slots in with `register_keystream("hardened", fn)` and no change here.
+Ciphers are looked up in `KEYSTREAMS` (name → key-stream function, or an AEAD object with
+`seal`/`open`). `cipher="hardened"` (keras_dkg/runtime/hardened.py, docs/hardened.md) is
+such an AEAD: HKDF-SHA-256 of the key image, ChaCha20-Poly1305 under a fresh random nonce;
+its Poly1305 tag replaces the HMAC and its parameters travel in `CipherMetadata.aead`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import hmac
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -89,9 +91,15 @@ class CipherMetadata:
     byte_order: str = "little"
     tag: str = ""
     extra: dict = dataclasses.field(default_factory=dict)
+    # AEAD parameters (cipher "hardened" only: alg, kdf, salt, nonce); absent from the JSON
+    # when None, so XOR metadata (and its tag) is byte-for-byte what it always was.
+    aead: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        if fields["aead"] is None:
+            del fields["aead"]
+        return fields
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -104,18 +112,22 @@ class CipherMetadata:
 
     @classmethod
     def from_json(cls, text: str | bytes | dict) -> CipherMetadata:
-        """Parse metadata; anything malformed is an IntegrityError (it is authenticated data)."""
+        """Parse metadata; anything malformed is an IntegrityError (it is authenticated data).
+
+        Every field must be present (`aead` may be left out) and of its JSON type; any
+        other input — bad UTF-8, bad JSON, absurd nesting, wrong types — is refused the
+        same way, never with another exception.
+        """
         try:
-            fields = json.loads(text) if isinstance(text, str | bytes) else dict(text)
+            fields = json.loads(text) if isinstance(text, str | bytes | bytearray) else dict(text)
             names = {f.name for f in dataclasses.fields(cls)}
-            if not isinstance(fields, dict) or set(fields) != names:
+            if not isinstance(fields, dict) or not names - _OPTIONAL_FIELDS <= set(fields) <= names:
                 raise ValueError(f"expected fields {sorted(names)}")
+            _check_field_types(fields)
             meta = cls(**fields)
-            meta.shape = [int(v) for v in meta.shape]
-            if not isinstance(meta.extra, dict) or not isinstance(meta.tag, str):
-                raise ValueError("extra must be an object and tag a string")
-        except (TypeError, ValueError) as exc:
-            raise IntegrityError(f"ciphertext metadata is damaged ({exc})") from exc
+            meta.shape = list(meta.shape)
+        except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+            raise IntegrityError(f"ciphertext metadata is damaged ({_short(exc)})") from exc
         if meta.format_version != FORMAT_VERSION:
             raise IntegrityError(
                 f"ciphertext metadata format_version {meta.format_version!r} is not {FORMAT_VERSION} "
@@ -124,8 +136,54 @@ class CipherMetadata:
         return meta
 
 
+_OPTIONAL_FIELDS = frozenset({"aead"})
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "format_version": (int,), "cipher": (str,), "key_fingerprint": (str,), "nonce": (str, type(None)),
+    "dtype": (str,), "shape": (list,), "byte_order": (str,), "tag": (str,), "extra": (dict,),
+    "aead": (dict, type(None)),
+}
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_field_types(fields: dict) -> None:
+    """ValueError unless every metadata field has its JSON type (bool is not an int here)."""
+    for name, value in fields.items():
+        if (isinstance(value, bool) and bool not in _FIELD_TYPES[name]) or not isinstance(value, _FIELD_TYPES[name]):
+            raise ValueError(f"{name} must be {' or '.join(t.__name__ for t in _FIELD_TYPES[name])}, "
+                             f"got {type(value).__name__}")
+        if isinstance(value, str):
+            value.encode("utf-8")  # a lone surrogate (JSON "\ud800"): UnicodeEncodeError, a ValueError
+    shape = fields["shape"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shape):
+        raise ValueError("shape must be a list of non-negative integers")
+    if fields["byte_order"] != "little":
+        raise ValueError(f"byte_order must be 'little', got {fields['byte_order']!r}")
+
+
 # name -> fn(key, nbytes, meta) -> uint8 key stream of exactly nbytes
 Keystream = Callable[[np.ndarray, int, CipherMetadata], np.ndarray]
+
+
+class AeadCipher(Protocol):
+    """A cipher that authenticates itself (registered like a key stream, used instead of XOR + HMAC).
+
+    seal(key, data, meta, context) -> ciphertext bytes (same length as `data`, flat uint8);
+        fills `meta.aead` (its parameters) and `meta.tag` (its tag) — everything in the
+        metadata but the tag, and `context`, must be authenticated.
+    open(key, data, meta, context) -> plaintext bytes; IntegrityError when anything was altered.
+    """
+
+    def seal(self, key: np.ndarray, data: np.ndarray, meta: CipherMetadata, context: bytes) -> np.ndarray: ...
+
+    def open(self, key: np.ndarray, data: np.ndarray, meta: CipherMetadata, context: bytes) -> np.ndarray: ...
+
+
+def is_aead(cipher_impl) -> bool:
+    return callable(getattr(cipher_impl, "seal", None)) and callable(getattr(cipher_impl, "open", None))
 
 
 def _xor_keystream(key: np.ndarray, nbytes: int, meta: CipherMetadata) -> np.ndarray:
@@ -141,20 +199,20 @@ def _xor_keystream(key: np.ndarray, nbytes: int, meta: CipherMetadata) -> np.nda
     return stream[:nbytes]
 
 
-KEYSTREAMS: dict[str, Keystream] = {"xor": _xor_keystream}
+KEYSTREAMS: dict[str, Keystream | AeadCipher] = {"xor": _xor_keystream}
 KNOWN_CIPHERS = ("xor", "hardened")
 
 
-def register_keystream(name: str, keystream: Keystream) -> None:
-    """Make `cipher=name` available (how the hardened cipher plugs in)."""
+def register_keystream(name: str, keystream: Keystream | AeadCipher) -> None:
+    """Make `cipher=name` available: a key-stream function (XORed, HMAC tag) or an AeadCipher."""
     KEYSTREAMS[name] = keystream
 
 
-def _keystream_for(cipher: str) -> Keystream:
+def _keystream_for(cipher: str) -> Keystream | AeadCipher:
     if cipher in KEYSTREAMS:
         return KEYSTREAMS[cipher]
     if cipher in KNOWN_CIPHERS:
-        raise NotImplementedError(f"cipher {cipher!r} is not available in this version")
+        raise InputError(f"cipher {cipher!r} is not available in this install")
     raise InputError(f"unknown cipher {cipher!r}; expected one of {', '.join(KNOWN_CIPHERS)}")
 
 
@@ -226,8 +284,12 @@ def encrypt_array(
     The ciphertext has the plaintext's shape and dtype. `nonce` (the key's nonce) and
     `extra` are stored and authenticated; `context` is authenticated but not stored.
     """
+    return _encrypt_with(_keystream_for(cipher), plain, key, cipher=cipher, nonce=nonce, context=context, extra=extra)
+
+
+def _encrypt_with(impl, plain, key, *, cipher: str, nonce, context: bytes, extra) -> tuple[np.ndarray, CipherMetadata]:
+    """encrypt_array with the cipher implementation given (the hardened module's analysis hook)."""
     plain = _check_plaintext(plain)
-    keystream = _keystream_for(cipher)
     key = _check_key(key)
     meta = CipherMetadata(
         format_version=FORMAT_VERSION, cipher=cipher, key_fingerprint=fingerprint(key),
@@ -235,8 +297,11 @@ def encrypt_array(
         shape=[int(v) for v in plain.shape], extra=dict(extra or {}),
     )
     data = _raw_bytes(plain)
-    encrypted = xor_bytes(data, keystream(key, data.size, meta))
-    meta.tag = compute_tag(key, meta, context, encrypted)
+    if is_aead(impl):
+        encrypted = impl.seal(key, data, meta, bytes(context))
+    else:
+        encrypted = xor_bytes(data, impl(key, data.size, meta))
+        meta.tag = compute_tag(key, meta, context, encrypted)
     return _from_raw_bytes(encrypted, meta.dtype, meta.shape), meta
 
 
@@ -265,6 +330,10 @@ def decrypt_array(
             f"{'x'.join(map(str, meta.shape))} {meta.dtype} (altered or mismatched files)"
         )
     data = _raw_bytes(array)
+    if is_aead(keystream):
+        return _from_raw_bytes(keystream.open(key, data, meta, bytes(context)), meta.dtype, meta.shape)
+    if meta.aead is not None:
+        raise IntegrityError(f"ciphertext metadata of cipher {meta.cipher!r} carries AEAD parameters (altered?)")
     stream = keystream(key, data.size, meta)
     expected = compute_tag(key, meta, context, data)
     if not hmac.compare_digest(expected.encode(), str(meta.tag).encode("utf-8")):
@@ -273,3 +342,7 @@ def decrypt_array(
             "were altered (tag mismatch); nothing was decrypted"
         )
     return _from_raw_bytes(xor_bytes(data, stream), meta.dtype, meta.shape)
+
+
+# The hardened cipher registers itself (it imports `cryptography` only when used).
+from keras_dkg.runtime import hardened as _hardened  # noqa: E402, F401

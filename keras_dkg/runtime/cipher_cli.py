@@ -5,20 +5,23 @@
     dkg-decrypt OUT.png --key KEY.png -o BACK.png        (or --keys KEYDIR)
     dkg-encrypt --batch IN_DIR ... / dkg-decrypt --batch ...   → batch_cli (whole folders)
 
-A key encrypts one plaintext only: its use is recorded (KEY.json or the key store index)
-and a second plaintext is refused unless --allow-key-reuse. Outputs are never the input,
-never overwritten without --overwrite, written atomically. Errors are one line on stderr
-(`dkg-encrypt: error: ...`) with a non-zero exit code.
+`--cipher xor` (default, the paper's) or `--cipher hardened` (HKDF + ChaCha20-Poly1305,
+docs/hardened.md); decryption reads the cipher from the ciphertext's metadata.
+
+Every use of a key is recorded (KEY.json or the key store index). With `--cipher xor` a
+key encrypts one plaintext only: a second plaintext is refused unless --allow-key-reuse.
+`--cipher hardened` may reuse a key (fresh salt and nonce per encryption) without it.
+Outputs are never the input, never overwritten without --overwrite, written atomically.
+Errors are one line on stderr (`dkg-encrypt: error: ...`) with a non-zero exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from keras_dkg.errors import DkgError, InputError, OutputError
+from keras_dkg.errors import DkgError, InputError, OutputError, run_cli
 from keras_dkg.runtime.cipher import (
     KNOWN_CIPHERS,
     decrypt_array,
@@ -34,8 +37,8 @@ from keras_dkg.runtime.containers import (
     save_ciphertext,
     write_plaintext,
 )
-from keras_dkg.runtime.keys import load_key, mark_key_used, record_path_for
-from keras_dkg.runtime.keystore import KeyStore
+from keras_dkg.runtime.keys import load_key, record_path_for
+from keras_dkg.runtime.keystore import KeyStore, key_use
 from keras_dkg.runtime.providers import PROVIDER_CHOICES
 
 
@@ -49,11 +52,23 @@ def _check_paths(source: Path, output: Path, overwrite: bool, key: str | None = 
             raise OutputError(f"{output}: is an input ({path}); originals and keys are never overwritten")
     if output.exists() and not overwrite:
         raise OutputError(f"{output}: exists; refusing to overwrite (use --overwrite)")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{output}: output folder {folder} does not exist")
     container_for(output)
 
 
+def _naming(label: str, action: Callable, *args, **kwargs):
+    """Run an array-level cipher call; its errors get the file(s) they are about in front."""
+    try:
+        return action(*args, **kwargs)
+    except DkgError as exc:
+        raise type(exc)(f"{label}: {exc}") from exc
+
+
 def encrypt_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dkg-encrypt", description="Encrypt an image with a DeepKeyGen key (XOR + HMAC tag).")
+    parser = argparse.ArgumentParser(prog="dkg-encrypt", description="Encrypt an image with a DeepKeyGen key: XOR + HMAC tag "
+                                     "(the paper's), or --cipher hardened (HKDF + ChaCha20-Poly1305).")
     parser.add_argument("image", help="plaintext image (PNG/TIFF 8/16-bit gray/RGB/RGBA, or any image OpenCV reads)")
     parser.add_argument("-o", "--output", required=True, help="ciphertext file: .png or .tif (lossless only)")
     parser.add_argument("--key", help="an existing key: KEY.png with its KEY.json record")
@@ -61,8 +76,11 @@ def encrypt_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", help="seed image for the fresh key")
     parser.add_argument("--keys", help="key store folder where the fresh key is kept (created if missing)")
     parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="onnxruntime provider (default: auto)")
-    parser.add_argument("--cipher", choices=KNOWN_CIPHERS, default="xor", help="cipher (default: xor, the paper's)")
-    parser.add_argument("--allow-key-reuse", action="store_true", help="allow a key that already encrypted another image")
+    parser.add_argument("--cipher", choices=KNOWN_CIPHERS, default="xor",
+                        help="xor: the paper's XOR + HMAC (one key per plaintext); hardened: HKDF-SHA-256 of "
+                             "the key image + ChaCha20-Poly1305, fresh nonce, key reuse allowed (docs/hardened.md)")
+    parser.add_argument("--allow-key-reuse", action="store_true",
+                        help="allow a key that already encrypted another image (xor; hardened does not need it)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser
 
@@ -85,6 +103,10 @@ def encrypt(args: argparse.Namespace) -> str:
     if args.model and not (args.seed and args.keys):
         raise InputError("--model needs --seed (the seed image) and --keys (where the fresh key is stored)")
     _check_paths(source, output, args.overwrite, args.key)
+    if args.cipher == "hardened":
+        from keras_dkg.runtime.hardened import require_cryptography
+
+        require_cryptography()  # before a key is made and stored
     plain = read_plaintext(source)
     plain_sha256 = plaintext_digest(plain)
     if args.key:
@@ -98,15 +120,19 @@ def encrypt(args: argparse.Namespace) -> str:
         store = KeyStore(args.keys, create=True)
         store.add(key)
     context = context_for(container_for(output), source)
-    ciphertext, meta = encrypt_array(plain, key.pixels, cipher=args.cipher, nonce=key.record.get("nonce"), context=context)
+    key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
+    ciphertext, meta = _naming(f"{source} with key {key_label}", encrypt_array, plain, key.pixels,
+                               cipher=args.cipher, nonce=key.record.get("nonce"), context=context)
     used_for = str(source.resolve())
-    if store is not None:
-        store.mark_used(key.fingerprint, plain_sha256, used_for, args.allow_key_reuse)
-    else:
-        mark_key_used(args.key, plain_sha256, used_for, args.allow_key_reuse)
-    save_ciphertext(output, ciphertext, meta, overwrite=args.overwrite, source=source)
+    # hardened: a fresh salt and nonce per encryption make key reuse safe (docs/hardened.md)
+    allow_reuse = args.allow_key_reuse or args.cipher == "hardened"
+    # the key is taken for this plaintext before the write (a key store's key file: its index
+    # too), and given back if the write fails, so a failed encryption leaves the key as it was
+    with key_use(store if store is not None else args.key, key.fingerprint, plain_sha256, used_for, allow_reuse):
+        save_ciphertext(output, ciphertext, meta, overwrite=args.overwrite, source=source)
     where = f"key store {args.keys}" if store is not None else args.key
-    return f"encrypted {source} -> {output} ({plain.shape} {plain.dtype}; key {key.fingerprint[:23]}… from {where})"
+    return (f"encrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {args.cipher}; "
+            f"key {key.fingerprint[:23]}… from {where})")
 
 
 def decrypt(args: argparse.Namespace) -> str:
@@ -114,22 +140,16 @@ def decrypt(args: argparse.Namespace) -> str:
     _check_paths(source, output, args.overwrite, args.key)
     ciphertext, meta = load_ciphertext(source)
     key = load_key(args.key) if args.key else KeyStore(args.keys).load(meta.key_fingerprint)
-    plain = decrypt_array(ciphertext, key.pixels, meta, context=context_for(container_for(source), source))
+    key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
+    plain = _naming(f"{source} with key {key_label}", decrypt_array, ciphertext, key.pixels, meta,
+                    context=context_for(container_for(source), source))
     write_plaintext(output, plain, overwrite=args.overwrite, source=source)
-    return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; tag verified)"
+    return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {meta.cipher}; tag verified)"
 
 
 def _main(prog: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
-    try:
-        print(action(args))
-    except DkgError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except NotImplementedError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(prog, lambda: print(action(args)))
 
 
 def encrypt_main(argv: list[str] | None = None) -> int:

@@ -135,6 +135,14 @@ def context_for(container: Container, path) -> bytes:
     return b"" if container.context is None else container.context(Path(path))
 
 
+def _metadata(text: str, path: Path) -> CipherMetadata:
+    """Parse a file's embedded metadata; a damaged one is an IntegrityError naming the file."""
+    try:
+        return CipherMetadata.from_json(text)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{path}: {exc}") from exc
+
+
 def _restore_shape(array: np.ndarray, meta: CipherMetadata) -> np.ndarray:
     """Image codecs drop a trailing channel axis of 1; put it back when the metadata has it."""
     if array.ndim == 2 and len(meta.shape) == 3 and meta.shape[2] == 1 and list(array.shape) == meta.shape[:2]:
@@ -184,8 +192,11 @@ def png_text(data: bytes, keyword: str, label: Path) -> str | None:
             if not crc_ok:
                 raise IntegrityError(f"{label}: the keras_dkg metadata chunk is damaged (CRC mismatch)")
             rest = body[len(prefix) + 2:]  # compression flag and method
-            _language, _translated, text = rest.split(b"\0", 2)
-            return text.decode("utf-8")
+            try:
+                _language, _translated, text = rest.split(b"\0", 2)
+                return text.decode("utf-8")
+            except ValueError as exc:  # too few fields, bad UTF-8: a malformed chunk with a valid CRC
+                raise IntegrityError(f"{label}: the keras_dkg metadata chunk is malformed ({exc})") from exc
     return None
 
 
@@ -198,7 +209,7 @@ def _load_png(path: Path) -> tuple[np.ndarray, CipherMetadata]:
     text = png_text(path.read_bytes(), META_KEYWORD, path)
     if text is None:
         raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
-    meta = CipherMetadata.from_json(text)
+    meta = _metadata(text, path)
     return _restore_shape(read_image(path), meta), meta
 
 
@@ -260,7 +271,7 @@ def _load_tiff(path: Path) -> tuple[np.ndarray, CipherMetadata]:
     text = tiff_description(path.read_bytes(), path)
     if text is None or not text.startswith(META_KEYWORD + " "):
         raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
-    meta = CipherMetadata.from_json(text[len(META_KEYWORD) + 1:])
+    meta = _metadata(text[len(META_KEYWORD) + 1:], path)
     return _restore_shape(read_image(path), meta), meta
 
 

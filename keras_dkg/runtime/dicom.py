@@ -56,7 +56,7 @@ from keras_dkg.runtime.cipher import (
     encrypt_array,
     key_size_for,
 )
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.runtime.imageio import refuse_dicom_bomb, write_bytes_atomic
 
 PRIVATE_GROUP = 0x0009
 PRIVATE_CREATOR = "KERAS_DKG 1"
@@ -318,6 +318,7 @@ def read_dicom(source: str | os.PathLike | bytes, *, label: str | None = None) -
     missing = [k for k in ("Rows", "Columns", "BitsAllocated") if k not in dataset]
     if missing:
         raise InputError(f"{name}: image is missing required element(s) {', '.join(missing)}")
+    refuse_dicom_bomb(name, dataset)  # before a decoder allocates Rows x Columns x frames
     uid = _transfer_syntax(dataset)
     if uid == BIG_ENDIAN or getattr(dataset, "original_encoding", (None, True))[1] is False:
         raise InputError(

@@ -68,9 +68,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: file is empty (0 bytes)")
     if is_dicom(path):
         return _read_dicom_first_frame(path)
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     _refuse_bomb(path, data)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    with _opencv_silenced():  # OpenCV logs decoder complaints on stderr; we raise one clear error
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise InputError(f"{path}: not a readable image (damaged, truncated or unsupported format)")
     if image.ndim == 3 and image.shape[2] == 3:
@@ -80,16 +84,92 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
+@contextlib.contextmanager
+def _opencv_silenced() -> Iterator[None]:
+    """Turn OpenCV's own logging off for the block (decoders print warnings and errors)."""
+    try:
+        logging = cv2.utils.logging
+        previous = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # pragma: no cover - OpenCV builds without the logging module
+        yield
+        return
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a PNG, TIFF, BMP or JPEG header declares, read without decoding; None if unknown."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+            return struct.unpack(">II", data[16:24])
+        if data[:2] in (b"II", b"MM") and len(data) >= 8:
+            return _tiff_size(data, "<" if data[:2] == b"II" else ">")
+        if data[:2] == b"BM" and len(data) >= 26:
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _tiff_size(data: bytes, order: str) -> tuple[int, int] | None:
+    if struct.unpack(order + "H", data[2:4])[0] != 42:
+        return None
+    ifd = struct.unpack(order + "I", data[4:8])[0]
+    (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
+    size = {}
+    for index in range(count):
+        entry = data[ifd + 2 + 12 * index:ifd + 14 + 12 * index]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+            size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 9 < len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        (length,) = struct.unpack(">H", data[position + 2:position + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            height, width = struct.unpack(">HH", data[position + 5:position + 9])
+            return width, height
+        position += 2 + length
+    return None
+
+
 def _refuse_bomb(path: Path, data: np.ndarray) -> None:
-    """Check a PNG's declared size before OpenCV allocates it."""
-    head = data[:24].tobytes()
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
-        width, height = struct.unpack(">II", head[16:24])
-        if width * height > MAX_PIXELS:
-            raise InputError(
-                f"{path}: declares {width}x{height} pixels, over the {MAX_PIXELS} pixel limit "
-                "(possible decompression bomb)"
-            )
+    """Check an image's declared size before OpenCV allocates it."""
+    size = declared_size(data[:1 << 16].tobytes())
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise InputError(
+            f"{path}: declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS} pixel limit "
+            "(possible decompression bomb)"
+        )
+
+
+def refuse_dicom_bomb(label, dataset) -> None:
+    """The same limit for a DICOM dataset's Rows x Columns x frames, before decoding its pixels."""
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return  # a damaged description is reported by the reader
+    if rows * columns * max(frames, 1) > MAX_PIXELS:
+        raise InputError(
+            f"{label}: declares {frames} frame(s) of {columns}x{rows} pixels, over the {MAX_PIXELS} "
+            "pixel limit (possible decompression bomb)"
+        )
 
 
 def _read_dicom_first_frame(path: Path) -> np.ndarray:
@@ -99,9 +179,13 @@ def _read_dicom_first_frame(path: Path) -> np.ndarray:
         raise InputError(f"{path}: DICOM needs pydicom; pip install 'keras-dkg[dicom]'") from exc
     try:
         dataset = pydicom.dcmread(path)
+    except Exception as exc:  # pydicom raises many types for bad files
+        raise InputError(f"{path}: not a readable DICOM file ({' '.join(str(exc).split())[:300]})") from exc
+    refuse_dicom_bomb(path, dataset)
+    try:
         pixels = dataset.pixel_array
     except Exception as exc:  # pydicom raises many types for bad files
-        raise InputError(f"{path}: cannot decode DICOM pixel data ({exc})") from exc
+        raise InputError(f"{path}: cannot decode DICOM pixel data ({' '.join(str(exc).split())[:300]})") from exc
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
     if frames > 1:

@@ -2,8 +2,9 @@
 
 No TensorFlow here: numpy, onnxruntime and OpenCV only. The seed goes through the one
 shared `preprocess` path at the generation size (the requested size rounded up to a
-multiple of 4), the generator's tanh output is quantised with `quantize_key`, and the
-key is cropped to the requested size — never tiled.
+multiple of 4, and to at least MIN_GENERATION_SIDE on each side), the generator's tanh
+output is quantised with `quantize_key`, and the key is cropped to the requested size —
+never tiled.
 
 A nonce perturbs the seed deterministically so one seed gives many distinct keys
 (docs/keys.md): SHA-256 of a label and the nonce seeds numpy's PCG64, which draws an
@@ -40,6 +41,11 @@ DEFAULT_BATCH = 16
 # on the CPU a larger batch is no faster per key (tools/bench_keygen.py).
 MAX_BATCH_PIXELS = 16 * 256 * 256
 _PROBE_SIZE = 16
+# The generator halves H and W twice, then its residual blocks reflection-pad by 1, which
+# needs at least 2 values per axis: sides under 8 fail in onnxruntime ("Pad reflect
+# requires axis length >= 2"). Smaller keys are generated at 8 and cropped; sizes that
+# worked before (>= 8) are generated exactly as before, so their keys do not change.
+MIN_GENERATION_SIDE = 8
 
 
 def random_nonce() -> str:
@@ -61,8 +67,10 @@ def perturb_seed(seed_uint8: np.ndarray, nonce: str | int | None) -> np.ndarray:
 
 
 def generation_size(size: tuple[int, int]) -> tuple[int, int]:
-    """(h, w) rounded up to the generator's multiple of 4."""
-    return tuple(-(-v // SIZE_MULTIPLE) * SIZE_MULTIPLE for v in size)  # type: ignore[return-value]
+    """(h, w) rounded up to the generator's multiple of 4, and to at least MIN_GENERATION_SIDE."""
+    return tuple(  # type: ignore[return-value]
+        max(MIN_GENERATION_SIDE, -(-int(v) // SIZE_MULTIPLE) * SIZE_MULTIPLE) for v in size
+    )
 
 
 def _load_seed(seed: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str, str]:
@@ -132,7 +140,8 @@ class KeyGenerator:
         try:
             output = self.session.run(None, {self._input: batch})[0]
         except Exception as exc:  # onnxruntime's own exception types
-            raise ModelError(f"{self.model_path}: inference failed on {batch.shape} ({str(exc)[:300]})") from exc
+            reason = " ".join(str(exc).split())[:300]  # onnxruntime messages can span lines
+            raise ModelError(f"{self.model_path}: inference failed on {batch.shape} ({reason})") from exc
         if not np.isfinite(output).all():
             raise ModelError(f"{self.model_path}: generator output contains NaN or infinite values (broken weights?)")
         return output

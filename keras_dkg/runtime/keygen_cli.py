@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_dkg.errors import DkgError, InputError, OutputError
+from keras_dkg.errors import InputError, OutputError, run_cli
 from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
 from keras_dkg.runtime.keys import record_path_for
 from keras_dkg.runtime.preprocess import parse_size
@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> list[str]:
     if output.suffix.lower() != ".png":
         raise OutputError(f"{output}: keys are written as lossless .png files")
     targets = output_paths(output, args.count)
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{output}: output folder {folder} does not exist")
     if not args.overwrite:
         for path in targets:
             for existing in (path, record_path_for(path)):
@@ -61,23 +64,25 @@ def run(args: argparse.Namespace) -> list[str]:
                     raise OutputError(f"{existing}: exists; refusing to overwrite (use --overwrite)")
     generator = KeyGenerator(args.model, provider=args.provider)
     keys = generator.generate_many(args.seed, parse_size(args.size), nonces_for(args.nonce, args.count))
-    lines = []
-    for path, key in zip(targets, keys, strict=True):
-        key.save(path, overwrite=args.overwrite)
-        height, width, _ = key.shape
-        lines.append(f"wrote {path} ({height}x{width}, {key.fingerprint[:23]}…, nonce {key.record['nonce']}, {key.record['provider']})")
+    lines, written = [], []
+    try:
+        for path, key in zip(targets, keys, strict=True):
+            key.save(path, overwrite=args.overwrite)
+            written.append(path)
+            height, width, _ = key.shape
+            lines.append(f"wrote {path} ({height}x{width}, {key.fingerprint[:23]}…, nonce {key.record['nonce']}, "
+                         f"{key.record['provider']})")
+    except BaseException:
+        for path in written:  # all --count keys or none: no partial set is left behind
+            path.unlink(missing_ok=True)
+            record_path_for(path).unlink(missing_ok=True)
+        raise
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        for line in run(args):
-            print(line)
-    except DkgError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_cli(PROG, lambda: print(*run(args), sep="\n"))
 
 
 if __name__ == "__main__":

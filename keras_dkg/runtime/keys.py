@@ -152,11 +152,11 @@ def register_use(used_for: list, plaintext_sha256: str, plaintext: str, allow_re
     return True
 
 
-def mark_key_used(key_path: str | os.PathLike, plaintext_sha256: str, plaintext: str, allow_reuse: bool = False) -> None:
+def mark_key_used(key_path: str | os.PathLike, plaintext_sha256: str, plaintext: str, allow_reuse: bool = False) -> bool:
     """Record in KEY.json that this key encrypts `plaintext`; refuse reuse (see `register_use`).
 
     The check and the update happen under a lock on the key file, so two processes cannot
-    both take one key for different plaintexts.
+    both take one key for different plaintexts. Returns True when the record changed.
     """
     image_path = Path(key_path)
     record_file = record_path_for(image_path)
@@ -164,4 +164,19 @@ def mark_key_used(key_path: str | os.PathLike, plaintext_sha256: str, plaintext:
         record = read_record(record_file)
         used_for = record.setdefault("used_for", [])
         if register_use(used_for, plaintext_sha256, plaintext, allow_reuse, str(image_path)):
+            write_record(record_file, record, overwrite=True)
+            return True
+    return False
+
+
+def release_key_use(key_path: str | os.PathLike, plaintext_sha256: str) -> None:
+    """Undo `mark_key_used` for a plaintext whose ciphertext was not written after all."""
+    image_path = Path(key_path)
+    record_file = record_path_for(image_path)
+    with locked(image_path):
+        record = read_record(record_file)
+        used_for = record.get("used_for", [])
+        kept = [use for use in used_for if use.get("plaintext_sha256") != plaintext_sha256]
+        if len(kept) != len(used_for):
+            record["used_for"] = kept
             write_record(record_file, record, overwrite=True)

@@ -35,7 +35,7 @@ def resolve_providers(provider: str = "auto") -> list[str]:
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """Full graph optimisation, no spin-waiting, quiet logs; `threads`: intra-op threads.
+    """Full graph optimisation, no spin-waiting, no onnxruntime logs on stderr; `threads`: intra-op threads.
 
     Spin-waiting threads cost nothing on idle cores but halve the speed when the cores are
     shared (tools/bench_keygen.py, 2 shared cores, 256² keys: 51 vs 52 ms/key idle,
@@ -44,7 +44,9 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    # Fatal only: onnxruntime logs failed runs on stderr itself, and we report each failure
+    # as one ModelError line naming the model.
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = int(threads)
     return options

@@ -1,0 +1,106 @@
+"""Run the bad-input matrix and print (or write) the table of docs/bad_inputs.md.
+
+    python tools/bad_input_table.py            # run tests/test_bad_inputs.py, print the Markdown table
+    python tools/bad_input_table.py --write    # ... and replace the table in docs/bad_inputs.md
+
+Every row is what a test run really produced: the command (paths relative to the case's
+folder), the exit code and the exact error line. The test module appends one JSON line
+per case to the file named by DKG_BAD_INPUT_TABLE; this script sorts them into the
+matrix's order and adds the rows for cases tested in other files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "bad_inputs.md"
+START, END = "<!-- table:start (tools/bad_input_table.py) -->", "<!-- table:end -->"
+
+# Covered by other test files; listed so the table is the one place to look.
+ELSEWHERE = [
+    {"id": "batch-bad-file-mid-folder", "command": "dkg-encrypt --batch in -o out --keys ks ... (one corrupt PNG)",
+     "bad_input": "a damaged file among good ones", "exit": 1,
+     "message": "dkg-encrypt: failed: sub/e_corrupt.png: …/sub/e_corrupt.png: not a readable image (damaged, "
+                "truncated or unsupported format)",
+     "outputs": "every other file encrypted; no output for the bad one; listed in the report "
+                "(tests/test_batch.py::test_corrupt_file_in_the_middle_is_reported_and_skipped)"},
+    {"id": "batch-disk-full", "command": "dkg-encrypt --batch in -o out ... (ENOSPC on every output)",
+     "bad_input": "disk full during a batch (simulated)", "exit": 1,
+     "message": "dkg-encrypt: failed: a_gray16.png: …/a_gray16.png: write failed (No space left on device) (one per file)",
+     "outputs": "no partial or temporary output; --resume finishes the job "
+                "(tests/test_batch.py::test_disk_full_leaves_no_partial_output)"},
+    {"id": "batch-interrupted", "command": "dkg-encrypt --batch ... (KeyboardInterrupt after 3 files), then --resume",
+     "bad_input": "batch interrupted in the process", "exit": 130,
+     "message": "dkg-encrypt: interrupted; finished files are kept, rerun with --resume",
+     "outputs": "3 outputs, no partial or temporary file; resume = uninterrupted run, bit-exact decryptions "
+                "(tests/test_batch.py::test_kill_and_resume_equals_uninterrupted_run)"},
+    {"id": "batch-tampered-archive", "command": "dkg-decrypt --batch out --keys ks --verify",
+     "bad_input": "one encrypted DICOM in the archive edited", "exit": 3,
+     "message": "dkg-decrypt: failed: g_rle.dcm: … authentication failed: …",
+     "outputs": "nothing written (tests/test_batch.py::test_tampered_archive_fails_verification)"},
+    {"id": "batch-other-key-store", "command": "dkg-decrypt --batch out -o back --keys other_keys",
+     "bad_input": "another batch's key store", "exit": 1,
+     "message": "dkg-decrypt: failed: …: no key with fingerprint … in this key store (per file) + hint "
+                "\"no file's key is in KEY_DIR: wrong key store?\"",
+     "outputs": "no plaintext written (tests/test_batch.py::test_wrong_key_store_is_a_clear_error)"},
+    {"id": "fit-resume-at-checkpoint", "command": "python -m keras_dkg.fit --steps 3 ...; then --steps 6 --resume",
+     "bad_input": "training stopped at a checkpoint boundary", "exit": 0, "message": "(resumes)",
+     "outputs": "weights equal the uninterrupted run's (tests/test_fit.py::test_resume_equals_uninterrupted_run)"},
+]
+
+
+def run_matrix(rows_file: Path) -> int:
+    env = {**os.environ, "DKG_BAD_INPUT_TABLE": str(rows_file)}
+    command = [sys.executable, "-m", "pytest", str(REPO / "tests" / "test_bad_inputs.py"), "-q", "-p", "no:cacheprovider"]
+    return subprocess.run(command, cwd=REPO, env=env).returncode
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| # | id | command | bad input | exit | message (stderr, one line, as produced) | outputs afterwards |",
+        "|---:|---|---|---|---:|---|---|",
+    ]
+    for number, row in enumerate(rows, start=1):
+        message = row["message"]
+        shown = f"`{_cell(message)}`" if not message.startswith("(") else _cell(message)
+        lines.append(f"| {number} | `{row['id']}` | `{_cell(row['command'])}` | {_cell(row['bad_input'])} | "
+                     f"{row['exit']} | {shown} | {_cell(row['outputs'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"replace the table in {DOC.relative_to(REPO)}")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        rows_file = Path(folder) / "rows.jsonl"
+        code = run_matrix(rows_file)
+        rows = [json.loads(line) for line in rows_file.read_text(encoding="utf-8").splitlines()] if rows_file.exists() else []
+    if code != 0:
+        print(f"the matrix failed (pytest exit {code}); table not written", file=sys.stderr)
+        return code
+    table = markdown(rows + ELSEWHERE)
+    if args.write:
+        text = DOC.read_text(encoding="utf-8")
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+        print(f"wrote {len(rows) + len(ELSEWHERE)} rows to {DOC}")
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
