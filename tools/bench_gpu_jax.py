@@ -55,15 +55,20 @@ def make_step(generator, discriminator, g_opt, d_opt):
     return step
 
 
-def train_rate(size: int, batch: int, steps: int) -> tuple[float, float, float]:
-    keras.utils.set_random_seed(0)
+def new_training(seed: int):
+    """Fresh G, D and Adam(2e-4, 0.5, 0.999) pair under `seed`: (generator, step, state)."""
+    keras.utils.set_random_seed(seed)
     generator, discriminator = build_generator(), build_discriminator()
     g_opt, d_opt = (keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999) for _ in range(2))
     g_opt.build(generator.trainable_variables)
     d_opt.build(discriminator.trainable_variables)
     state = ([v.value for v in generator.trainable_variables], [v.value for v in discriminator.trainable_variables],
              [v.value for v in g_opt.variables], [v.value for v in d_opt.variables])
-    step = make_step(generator, discriminator, g_opt, d_opt)
+    return generator, make_step(generator, discriminator, g_opt, d_opt), state
+
+
+def train_rate(size: int, batch: int, steps: int) -> tuple[float, float, float]:
+    _, step, state = new_training(0)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32)
     y = jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32)

@@ -28,12 +28,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_gpu_jax import make_step  # noqa: E402
+from bench_gpu_jax import new_training  # noqa: E402
 
 from keras_dkg import embedded  # noqa: E402
 from keras_dkg.analysis.metrics import entropy  # noqa: E402
 from keras_dkg.domains import ChaoticCipher  # noqa: E402
-from keras_dkg.networks import build_discriminator, build_generator  # noqa: E402
 from keras_dkg.runtime.imageio import read_image, write_image  # noqa: E402
 from keras_dkg.runtime.preprocess import preprocess, preprocess_uint8, quantize_key  # noqa: E402
 
@@ -45,14 +44,7 @@ def order(count: int, steps: int, rng: np.random.Generator) -> np.ndarray:
 
 def train_one(seed: int, source: np.ndarray, domain: np.ndarray, seed_pixels: np.ndarray, steps: int,
               log_every: int, out: Path) -> None:
-    keras.utils.set_random_seed(seed)
-    generator, discriminator = build_generator(), build_discriminator()
-    g_opt, d_opt = (keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999) for _ in range(2))
-    g_opt.build(generator.trainable_variables)
-    d_opt.build(discriminator.trainable_variables)
-    state = ([v.value for v in generator.trainable_variables], [v.value for v in discriminator.trainable_variables],
-             [v.value for v in g_opt.variables], [v.value for v in d_opt.variables])
-    step = make_step(generator, discriminator, g_opt, d_opt)
+    generator, step, state = new_training(seed)
     source_rng, domain_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     source_order, domain_order = order(len(source), steps, source_rng), order(len(domain), steps, domain_rng)
     source_dev, domain_dev = jnp.asarray(source), jnp.asarray(domain)
