@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_dkg.analysis import cli
-from keras_dkg.analysis.metrics import raw_xor
+from keras_dkg.analysis.differential import raw_xor
 from keras_dkg.runtime.imageio import write_image
 
 

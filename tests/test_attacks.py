@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_dkg.analysis import attacks
-from keras_dkg.analysis.metrics import raw_xor
+from keras_dkg.analysis.differential import raw_xor
 from keras_dkg.errors import InputError
 
 SHAPE = (256, 256, 3)

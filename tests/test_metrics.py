@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_dkg.analysis import metrics
+from keras_dkg.analysis import differential, metrics
 from keras_dkg.errors import InputError, KeyMaterialError
 
 KEY_SHAPE = (256, 256, 3)
@@ -80,20 +80,20 @@ def test_level_metrics_reject_bad_input(bad):
 
 
 def test_npcr_uaci_identical_is_zero(random_keys):
-    assert metrics.npcr_uaci(random_keys[0], random_keys[0]) == (0.0, 0.0)
+    assert differential.npcr_uaci(random_keys[0], random_keys[0]) == (0.0, 0.0)
 
 
 def test_npcr_uaci_hand_example():
     a = np.zeros((2, 2), np.uint8)
     b = np.array([[255, 0], [51, 0]], np.uint8)
-    npcr, uaci = metrics.npcr_uaci(a, b)
+    npcr, uaci = differential.npcr_uaci(a, b)
     assert npcr == pytest.approx(50.0)
     assert uaci == pytest.approx(100 * (255 + 51) / 255 / 4)  # 30 %
 
 
 def test_npcr_uaci_against_inverse(gradient):
     inverse = 255 - gradient
-    result = metrics.npcr_uaci(gradient, inverse)
+    result = differential.npcr_uaci(gradient, inverse)
     assert result.npcr == 100.0  # 2a == 255 has no integer solution
     expected = 100 * np.mean(np.abs(2 * gradient.astype(int) - 255)) / 255
     assert result.uaci == pytest.approx(expected)
@@ -101,26 +101,26 @@ def test_npcr_uaci_against_inverse(gradient):
 
 def test_wu_critical_values_match_published_table():
     # Wu, Noonan, Agaian 2011, Tables for 256x256 and 512x512 8-bit images.
-    c = metrics.npcr_uaci_critical((256, 256), alpha=0.05)
+    c = differential.npcr_uaci_critical((256, 256), alpha=0.05)
     assert (round(c.npcr_critical, 4), round(c.uaci_lower, 4), round(c.uaci_upper, 4)) == (99.5693, 33.2824, 33.6447)
-    c = metrics.npcr_uaci_critical((256, 256), alpha=0.001)
+    c = differential.npcr_uaci_critical((256, 256), alpha=0.001)
     assert (round(c.npcr_critical, 4), round(c.uaci_lower, 4), round(c.uaci_upper, 4)) == (99.5341, 33.1594, 33.7677)
-    c = metrics.npcr_uaci_critical(512 * 512, alpha=0.01)
+    c = differential.npcr_uaci_critical(512 * 512, alpha=0.01)
     assert round(c.npcr_critical, 4) == 99.5810
-    assert c.npcr_mean == pytest.approx(metrics.IDEAL_NPCR) == pytest.approx(99.609375)
-    assert c.uaci_mean == pytest.approx(metrics.IDEAL_UACI) and round(metrics.IDEAL_UACI, 4) == 33.4635
+    assert c.npcr_mean == pytest.approx(differential.IDEAL_NPCR) == pytest.approx(99.609375)
+    assert c.uaci_mean == pytest.approx(differential.IDEAL_UACI) and round(differential.IDEAL_UACI, 4) == 33.4635
 
 
 def test_wu_critical_rejects_bad_arguments():
     with pytest.raises(InputError):
-        metrics.npcr_uaci_critical((256, 256), alpha=1.5)
+        differential.npcr_uaci_critical((256, 256), alpha=1.5)
     with pytest.raises(InputError):
-        metrics.npcr_uaci_critical(0)
+        differential.npcr_uaci_critical(0)
 
 
 def test_independent_random_images_near_ideal(random_keys):
-    result = metrics.npcr_uaci(*random_keys)
-    critical = metrics.npcr_uaci_critical(KEY_SHAPE, alpha=0.001)
+    result = differential.npcr_uaci(*random_keys)
+    critical = differential.npcr_uaci_critical(KEY_SHAPE, alpha=0.001)
     assert critical.npcr_pass(result.npcr) and critical.uaci_pass(result.uaci)
     assert result.npcr == pytest.approx(99.61, abs=6 * critical.npcr_std)
     assert result.uaci == pytest.approx(33.46, abs=6 * critical.uaci_std)
@@ -128,9 +128,9 @@ def test_independent_random_images_near_ideal(random_keys):
 
 def test_npcr_uaci_rejects_mismatch():
     with pytest.raises(InputError, match="shape"):
-        metrics.npcr_uaci(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
+        differential.npcr_uaci(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
     with pytest.raises(InputError, match="dtype"):
-        metrics.npcr_uaci(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint16))
+        differential.npcr_uaci(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint16))
 
 
 # --------------------------------------------------------------------------- similarity
@@ -204,22 +204,22 @@ def test_correlation_edge_cases():
 
 def test_raw_xor_round_trip_and_key_length(random_keys):
     plain = np.arange(64 * 64 * 3, dtype=np.uint16).reshape(64, 64, 3)
-    cipher = metrics.raw_xor(plain, random_keys[0])
+    cipher = differential.raw_xor(plain, random_keys[0])
     assert cipher.shape == plain.shape and cipher.dtype == np.dtype("<u2")
-    assert np.array_equal(metrics.raw_xor(cipher, random_keys[0]), plain)
+    assert np.array_equal(differential.raw_xor(cipher, random_keys[0]), plain)
     big_endian = plain.astype(">u2")
-    assert np.array_equal(metrics.raw_xor(big_endian, random_keys[0]), cipher)
+    assert np.array_equal(differential.raw_xor(big_endian, random_keys[0]), cipher)
     with pytest.raises(KeyMaterialError):
-        metrics.raw_xor(np.zeros((300, 300, 3), np.uint8), random_keys[0])
+        differential.raw_xor(np.zeros((300, 300, 3), np.uint8), random_keys[0])
     with pytest.raises(KeyMaterialError):
-        metrics.raw_xor(plain, random_keys[0].astype(np.int16))
+        differential.raw_xor(plain, random_keys[0].astype(np.int16))
 
 
 def test_key_sensitivity_names_the_pair(random_keys):
-    report = metrics.key_sensitivity(*random_keys)
+    report = differential.key_sensitivity(*random_keys)
     assert "key_a vs key_b" in report["compared"]
     assert report["npcr_pass"] and report["uaci_pass"]
-    assert report["npcr"] == pytest.approx(metrics.npcr_uaci(*random_keys).npcr)
+    assert report["npcr"] == pytest.approx(differential.npcr_uaci(*random_keys).npcr)
 
 
 def test_chosen_plaintext_and_ciphertext_reduce_to_key_difference(random_keys, gradient):
@@ -229,22 +229,22 @@ def test_chosen_plaintext_and_ciphertext_reduce_to_key_difference(random_keys, g
     # keys that differ in a few bytes only: the paper's "one-pixel seed change" done badly
     key_c = key_a.copy()
     key_c[0, :10, 0] ^= 0xFF
-    cpa = metrics.chosen_plaintext(plain, key_a, key_c)
+    cpa = differential.chosen_plaintext(plain, key_a, key_c)
     assert "one plaintext, two keys" in cpa["compared"]
     assert cpa["npcr"] == pytest.approx(cpa["key_npcr"]) == pytest.approx(100 * 10 / plain.size)
     assert not cpa["npcr_pass"]
-    cca = metrics.chosen_ciphertext(metrics.raw_xor(plain, key_a), key_a, key_b)
+    cca = differential.chosen_ciphertext(differential.raw_xor(plain, key_a), key_a, key_b)
     assert "one ciphertext, two keys" in cca["compared"]
-    assert cca["npcr"] == pytest.approx(metrics.npcr_uaci(key_a, key_b).npcr)
+    assert cca["npcr"] == pytest.approx(differential.npcr_uaci(key_a, key_b).npcr)
 
 
 def test_plaintext_differential_of_xor_changes_one_sample(random_keys, gradient):
     plain = np.zeros(KEY_SHAPE, np.uint8)
     plain[:128, :128] = gradient
-    report = metrics.plaintext_differential(plain, random_keys[0], index=5)
+    report = differential.plaintext_differential(plain, random_keys[0], index=5)
     assert "same key" in report["compared"]
     assert report["npcr"] == pytest.approx(100 / plain.size) == pytest.approx(report["expected_npcr"])
     assert report["changed"]["index"] == 5 and report["changed"]["to"] == (report["changed"]["from"] + 1) % 256
     assert not report["npcr_pass"]
-    seeded = metrics.plaintext_differential(plain, random_keys[0], seed=1)
+    seeded = differential.plaintext_differential(plain, random_keys[0], seed=1)
     assert seeded["npcr"] == pytest.approx(100 / plain.size)

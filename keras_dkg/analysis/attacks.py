@@ -1,6 +1,6 @@
 """What an attacker gets from a plain XOR cipher: known plaintext, key reuse, wrong keys.
 
-All functions work on the reference XOR (:func:`keras_dkg.analysis.metrics.raw_xor`:
+All functions work on the reference XOR (:func:`keras_dkg.analysis.differential.raw_xor`:
 raw little-endian bytes XOR the first N key bytes, never tiled), not on the production
 cipher in ``keras_dkg.runtime.cipher``; for ``cipher="xor"`` the two agree.
 
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from keras_dkg.analysis.metrics import _array, pearson, psnr, raw_xor
+from keras_dkg.analysis.differential import raw_xor
+from keras_dkg.analysis.metrics import _array, pearson, psnr
 from keras_dkg.errors import InputError
 
 

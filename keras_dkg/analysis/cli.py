@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.analysis import baselines as baselines_module
-from keras_dkg.analysis import metrics
+from keras_dkg.analysis import differential, metrics
 from keras_dkg.errors import InputError, OutputError, run_cli
 
 PROG = "dkg-analyze"
@@ -231,7 +231,7 @@ def cmd_cipher(args) -> int:
     plots_dir = _plots_dir(args.plots)
     corr_plain = metrics.correlations(plain, pairs=args.pairs, seed=args.seed, all_pairs=args.all_pairs)
     corr_cipher = metrics.correlations(cipher, pairs=args.pairs, seed=args.seed, all_pairs=args.all_pairs)
-    differential = metrics.npcr_uaci_report(plain, cipher, "plain vs cipher", alpha=args.alpha)
+    plain_vs_cipher = differential.npcr_uaci_report(plain, cipher, "plain vs cipher", alpha=args.alpha)
     chi_plain = metrics.chi_square_uniformity(plain)
     chi_cipher = metrics.chi_square_uniformity(cipher)
     result = {
@@ -253,7 +253,7 @@ def cmd_cipher(args) -> int:
         "n_pairs": {d: c.n_pairs for d, c in corr_plain.items()},
         "sampling": {"pairs": None if args.all_pairs else args.pairs, "all_pairs": args.all_pairs,
                      "seed": None if args.all_pairs else args.seed},
-        "npcr_uaci": differential,
+        "npcr_uaci": plain_vs_cipher,
         "ssim_settings": metrics.SSIM_SETTINGS,
     }
     if plots_dir is not None:
@@ -278,10 +278,10 @@ def cmd_cipher(args) -> int:
         ["MSE", result["mse"]],
         ["SSIM", result["ssim"]],
         ["PSNR (dB)", result["psnr"]],
-        ["NPCR (%)", differential["npcr"]],
-        ["UACI (%)", differential["uaci"]],
+        ["NPCR (%)", plain_vs_cipher["npcr"]],
+        ["UACI (%)", plain_vs_cipher["uaci"]],
     ]))
-    critical = differential
+    critical = plain_vs_cipher
     print(f"\nWu et al. (alpha={args.alpha}, M={critical['samples']}): NPCR* = {critical['npcr_critical']:.4f} %, "
           f"UACI in [{critical['uaci_interval'][0]:.4f}, {critical['uaci_interval'][1]:.4f}] %; "
           f"correlations from {result['n_pairs']['horizontal']} pairs per direction")

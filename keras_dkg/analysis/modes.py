@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dkg.analysis import attacks, metrics
+from keras_dkg.analysis import attacks, differential, metrics
 from keras_dkg.errors import InputError
 from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, fingerprint
 
@@ -153,7 +153,7 @@ def _cipher_report(plain: np.ndarray, cipher: np.ndarray, npcr_alpha: float, see
         "entropy": metrics.entropy(cipher),
         "chi_square_p": chi.p_value,
         "correlation": {d: c.r for d, c in corr.items()},
-        "npcr_uaci": metrics.npcr_uaci_report(plain, cipher, "plain vs cipher", alpha=npcr_alpha),
+        "npcr_uaci": differential.npcr_uaci_report(plain, cipher, "plain vs cipher", alpha=npcr_alpha),
     }
 
 

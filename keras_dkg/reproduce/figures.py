@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_dkg.analysis import metrics, plots
+from keras_dkg.analysis import differential, metrics, plots
 from keras_dkg.reproduce.datasets import MODALITIES
 from keras_dkg.reproduce.tablekit import Artifacts
 from keras_dkg.runtime.cipher import CipherMetadata, decrypt_array, encrypt_array
@@ -67,7 +67,7 @@ def make_figures(art: Artifacts, entries: dict) -> dict[str, list[tuple[str, str
         cipher, meta = encrypt_array(plain, k_enc)
         for dec, k_dec in keys.items():
             decrypted[f"enc {enc} / dec {dec}"] = (decrypt_array(cipher, k_dec, meta) if enc == dec
-                                                  else metrics.raw_xor(cipher, k_dec))
+                                                  else differential.raw_xor(cipher, k_dec))
     add("table_XVI_attack_networks", "Fig. 10: mri image 1 encrypted with row key, decrypted with column key",
         plots.key_tiles(decrypted, folder / "fig10_mutual_decryption.png", columns=len(keys), overwrite=True))
 

@@ -7,7 +7,7 @@ values; nothing is tuned to match. Each finding is tagged "agrees", "differs" or
 
 from __future__ import annotations
 
-from keras_dkg.analysis import metrics
+from keras_dkg.analysis import differential
 from keras_dkg.reproduce.tablekit import ideal_entropy, mean
 
 
@@ -37,7 +37,7 @@ def findings(entries: dict, paper: dict, profile, hardened: bool) -> list[dict]:
                   f"Changing one pixel of the seed changes {npcr:.2f} % of our key bytes on average (paper: {p_npcr:.2f} %; "
                   f"{npcr_passes}/{len(sens)} of our pairs reach the Wu et al. NPCR threshold for our size)."))
     p_uaci = mean(paper["table_IV_key_sensitivity"]["uaci_percent"])
-    crit = metrics.npcr_uaci_critical((256, 256, 3))
+    crit = differential.npcr_uaci_critical((256, 256, 3))
     out.append(_f("differs", "UACI",
                   f"The paper's key UACI averages {p_uaci:.2f} % against the 33.46 % of independent uniform keys — outside "
                   f"the Wu–Noonan–Agaian 95 % interval ({crit.uaci_lower:.2f}–{crit.uaci_upper:.2f} %), so its key pairs "

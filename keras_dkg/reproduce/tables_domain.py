@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_dkg.analysis import baselines, metrics
+from keras_dkg.analysis import baselines, differential, metrics
 from keras_dkg.reproduce.datasets import MODALITIES
 from keras_dkg.reproduce.profiles import PAPER_GRID_EPOCHS, grid_name
 from keras_dkg.reproduce.tablekit import Artifacts, diff, ideal_entropy, mean, num, row, table
@@ -100,14 +100,14 @@ def ideal_values_for_random_uint8(art: Artifacts, paper: dict) -> dict:
     size = art.ctx.profile.image_size
     shape = (size, size, 3)
     a, b = baselines.generate("csprng", shape, 0), baselines.generate("csprng", shape, 1)
-    pair = metrics.npcr_uaci(a, b)
+    pair = differential.npcr_uaci(a, b)
     r = metrics.adjacent_correlation(a, "horizontal", all_pairs=True).r
     ours = {"entropy_max": metrics.entropy(a), "npcr_percent": pair.npcr, "uaci_percent": pair.uaci, "correlation": r}
-    expected = {"entropy_max": ideal_entropy(a.size), "npcr_percent": metrics.IDEAL_NPCR,
-                "uaci_percent": metrics.IDEAL_UACI, "correlation": 0.0}
+    expected = {"entropy_max": ideal_entropy(a.size), "npcr_percent": differential.IDEAL_NPCR,
+                "uaci_percent": differential.IDEAL_UACI, "correlation": 0.0}
     rows = [row(k, paper=paper[k], ours=num(ours[k]), difference=diff(num(ours[k]), paper[k]),
                 **{"expected for this size": num(expected[k])}) for k in paper]
-    critical = metrics.npcr_uaci_critical((256, 256, 3))
+    critical = differential.npcr_uaci_critical((256, 256, 3))
     uaci_keys = art.ctx.paper["table_IV_key_sensitivity"]["uaci_percent"]
     return {"title": "Ideal values for random uint8 images", "ours": ours | {"expected": expected},
             "tables": [table(f"two ChaCha20 keys of {size}×{size}×3 (csprng baseline, seeds 0 and 1)",

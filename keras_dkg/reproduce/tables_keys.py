@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_dkg.analysis import metrics
+from keras_dkg.analysis import differential, metrics
 from keras_dkg.analysis.attacks import decryption_grid
 from keras_dkg.reproduce.profiles import block_run, training_runs
 from keras_dkg.reproduce.tablekit import (
@@ -136,7 +136,7 @@ def table_III_key_entropy(art: Artifacts, paper: list) -> dict:
 
 
 def _npcr_uaci_tables(reports: list[dict], paper: dict, caption: str, extra: dict | None = None) -> list[dict]:
-    paper_critical = metrics.npcr_uaci_critical((256, 256, 3))
+    paper_critical = differential.npcr_uaci_critical((256, 256, 3))
     tables = []
     for metric, paper_key in (("npcr", "npcr_percent"), ("uaci", "uaci_percent")):
         ours = [r[metric] for r in reports]
@@ -161,8 +161,8 @@ def _npcr_uaci_tables(reports: list[dict], paper: dict, caption: str, extra: dic
                        else f"{num(paper_critical.uaci_lower)}–{num(paper_critical.uaci_upper)}")
         rows.append(row(f"{metric.upper()} Wu et al. α = 0.05 acceptance", paper=paper_bound, ours=bound))
         rows.append(row(f"{metric.upper()} ideal (independent uniform bytes)",
-                        paper=num(metrics.IDEAL_NPCR if metric == "npcr" else metrics.IDEAL_UACI),
-                        ours=num(metrics.IDEAL_NPCR if metric == "npcr" else metrics.IDEAL_UACI)))
+                        paper=num(differential.IDEAL_NPCR if metric == "npcr" else differential.IDEAL_UACI),
+                        ours=num(differential.IDEAL_NPCR if metric == "npcr" else differential.IDEAL_UACI)))
         tables.append(table(f"{caption}: {metric.upper()} (%)", ["paper", "ours", "difference", *columns], rows))
     return tables
 
@@ -173,7 +173,7 @@ def sensitivity_pairs(art: Artifacts) -> list[tuple]:
 
 
 def table_IV_key_sensitivity(art: Artifacts, paper: dict) -> dict:
-    reports = [metrics.key_sensitivity(a, b) for a, b in sensitivity_pairs(art)]
+    reports = [differential.key_sensitivity(a, b) for a, b in sensitivity_pairs(art)]
     changes = art.stage("keys/otp_0").get("sensitivity_changes", [])
     return {
         "title": "Table IV — key sensitivity (NPCR/UACI between keys from seeds one pixel apart)",
@@ -193,9 +193,9 @@ def _chosen(art: Artifacts, paper: dict, function, title: str, what: str) -> dic
     ciphers = art.ciphers("xor", "mri")
     pairs = sensitivity_pairs(art)
     count = min(len(pairs), len(plains))
-    inputs = plains if function is metrics.chosen_plaintext else ciphers
+    inputs = plains if function is differential.chosen_plaintext else ciphers
     reports = [function(inputs[i], *pairs[i]) for i in range(count)]
-    key_npcr = {"ours key NPCR": [num(r.get("key_npcr")) for r in reports]} if function is metrics.chosen_plaintext else None
+    key_npcr = {"ours key NPCR": [num(r.get("key_npcr")) for r in reports]} if function is differential.chosen_plaintext else None
     return {
         "title": title,
         "ours": {"reports": reports},
@@ -211,13 +211,13 @@ def _chosen(art: Artifacts, paper: dict, function, title: str, what: str) -> dic
 
 
 def table_XIV_chosen_plaintext_two_ciphertexts(art: Artifacts, paper: dict) -> dict:
-    return _chosen(art, paper, metrics.chosen_plaintext,
+    return _chosen(art, paper, differential.chosen_plaintext,
                    "Table XIV — chosen plaintext: one plaintext, two keys (seeds one pixel apart)",
                    "P ⊕ K_a vs P ⊕ K_b")
 
 
 def table_XV_chosen_ciphertext_two_plaintexts(art: Artifacts, paper: dict) -> dict:
-    return _chosen(art, paper, metrics.chosen_ciphertext,
+    return _chosen(art, paper, differential.chosen_ciphertext,
                    "Table XV — chosen ciphertext: one ciphertext, two keys (seeds one pixel apart)",
                    "C ⊕ K_a vs C ⊕ K_b")
 
