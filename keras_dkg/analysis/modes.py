@@ -33,6 +33,7 @@ import numpy as np
 from keras_dkg.analysis import attacks, differential, metrics
 from keras_dkg.errors import InputError
 from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, fingerprint
+from keras_dkg.runtime.preprocess import preprocess_uint8
 
 MODES = ("xor", "hardened")
 NIST_ALPHA = 0.01
@@ -56,23 +57,8 @@ def window_to_uint8(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> 
 
 
 def prepare_plaintext(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A uint8 H×W×3 plaintext of `size` from any image: windowed, resized, gray made RGB."""
-    import cv2
-
-    array = window_to_uint8(image)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 3 and array.shape[2] == 4:
-        array = array[:, :, :3]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
-        raise InputError(f"plaintext must be gray, RGB or RGBA, got shape {array.shape}")
-    height, width = (int(v) for v in size)
-    if array.shape[:2] != (height, width):
-        shrink = array.shape[0] > height and array.shape[1] > width
-        array = cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array, dtype=np.uint8)
+    """A uint8 H×W×3 plaintext of `size`: percentile-windowed, then the runtime's preprocessing."""
+    return preprocess_uint8(window_to_uint8(image), size)
 
 
 def default_plaintexts(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
