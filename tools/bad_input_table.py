@@ -1,6 +1,6 @@
 """Run the bad-input matrix and print (or write) the table of docs/bad_inputs.md.
 
-    python tools/bad_input_table.py            # run tests/test_bad_inputs.py, print the Markdown table
+    python tools/bad_input_table.py            # run tests/test_bad_inputs*.py, print the Markdown table
     python tools/bad_input_table.py --write    # ... and replace the table in docs/bad_inputs.md
 
 Every row is what a test run really produced: the command (paths relative to the case's
@@ -58,7 +58,8 @@ ELSEWHERE = [
 
 def run_matrix(rows_file: Path) -> int:
     env = {**os.environ, "DKG_BAD_INPUT_TABLE": str(rows_file)}
-    command = [sys.executable, "-m", "pytest", str(REPO / "tests" / "test_bad_inputs.py"), "-q", "-p", "no:cacheprovider"]
+    files = sorted(str(path) for path in (REPO / "tests").glob("test_bad_inputs*.py"))
+    command = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider"]
     return subprocess.run(command, cwd=REPO, env=env).returncode
 
 
