@@ -19,6 +19,10 @@ class InputError(DkgError):
     """An input file or folder is missing, unreadable, damaged or unsupported."""
 
 
+class AlreadyEncryptedError(InputError):
+    """The file is already a keras_dkg ciphertext: encrypting it again would lose its metadata."""
+
+
 class OutputError(DkgError):
     """An output cannot be written safely (exists, lossy format, same as input, read-only)."""
 
@@ -39,7 +43,6 @@ class ModelError(DkgError):
 
 class TrainingError(DkgError):
     """Training cannot start or diverged (NaN/Inf loss)."""
-
 
 
 def one_line(exc: BaseException) -> str:

@@ -246,7 +246,7 @@ def test_cli_refuses_wrong_key_short_key_and_bad_outputs(tmp_path, gray16_image,
     assert encrypt([str(gray16_image), "--key", str(key_path), "-o", str(gray16_image)]) == 2
     assert "is an input" in capsys.readouterr().err
     assert encrypt([str(gray16_image), "--key", str(key_path), "-o", str(key_path), "--overwrite"]) == 2
-    assert "keys are never overwritten" in capsys.readouterr().err and load_key(key_path)
+    assert "never replaces an input" in capsys.readouterr().err and load_key(key_path)
     assert encrypt([str(gray16_image), "--key", str(key_path), "-o", str(tmp_path / "enc.jpg")]) == 2
     assert "lossy" in capsys.readouterr().err
     assert encrypt([str(gray16_image), "--key", str(key_path), "-o", str(out)]) == 0

@@ -259,7 +259,8 @@ def compute_tag(key: np.ndarray, meta: CipherMetadata, context: bytes, ciphertex
     return mac.hexdigest()
 
 
-def _check_plaintext(plain: np.ndarray) -> np.ndarray:
+def check_plaintext(plain: np.ndarray) -> np.ndarray:
+    """The array, if the cipher can encrypt it (an integer dtype it knows, 2-D or 3-D, not empty)."""
     array = np.asarray(plain)
     if array.dtype.name not in PLAINTEXT_DTYPES:
         raise InputError(
@@ -289,7 +290,7 @@ def encrypt_array(
 
 def _encrypt_with(impl, plain, key, *, cipher: str, nonce, context: bytes, extra) -> tuple[np.ndarray, CipherMetadata]:
     """encrypt_array with the cipher implementation given (the hardened module's analysis hook)."""
-    plain = _check_plaintext(plain)
+    plain = check_plaintext(plain)
     key = _check_key(key)
     meta = CipherMetadata(
         format_version=FORMAT_VERSION, cipher=cipher, key_fingerprint=fingerprint(key),

@@ -18,18 +18,23 @@ Errors are one line on stderr (`dkg-encrypt: error: ...`) with a non-zero exit c
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from keras_dkg.errors import DkgError, InputError, OutputError, run_cli
 from keras_dkg.runtime.cipher import (
     KNOWN_CIPHERS,
+    check_plaintext,
     decrypt_array,
     encrypt_array,
     key_size_for,
     plaintext_digest,
 )
 from keras_dkg.runtime.containers import (
+    check_storable,
     container_for,
     context_for,
     load_ciphertext,
@@ -37,24 +42,28 @@ from keras_dkg.runtime.containers import (
     save_ciphertext,
     write_plaintext,
 )
+from keras_dkg.runtime.inputs import regular_file
 from keras_dkg.runtime.keys import load_key, record_path_for
 from keras_dkg.runtime.keystore import KeyStore, key_use
+from keras_dkg.runtime.outputs import OutputGuard
 from keras_dkg.runtime.providers import PROVIDER_CHOICES
 
 
-def _check_paths(source: Path, output: Path, overwrite: bool, key: str | None = None) -> None:
-    """Fail before any work: missing input, output = input or key, existing output, bad format."""
-    if not source.is_file():
-        raise InputError(f"{source}: no such file")
-    protected = [source] + ([Path(key), record_path_for(key)] if key else [])
-    for path in protected:
-        if output.resolve() == path.resolve() or (output.exists() and path.exists() and output.samefile(path)):
-            raise OutputError(f"{output}: is an input ({path}); originals and keys are never overwritten")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output}: exists; refusing to overwrite (use --overwrite)")
-    folder = output.parent if str(output.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{output}: output folder {folder} does not exist")
+def _guard(args: argparse.Namespace, source: Path, what: str) -> OutputGuard:
+    """The output rule (runtime.outputs) with everything this command reads."""
+    key = Path(args.key).with_suffix(".png") if args.key else None  # --key KEY.png or KEY.json
+    inputs = {what: source, "key": key, "key record": record_path_for(key) if key else None,
+              "seed": getattr(args, "seed", None), "model": getattr(args, "model", None)}
+    return OutputGuard(inputs=inputs, overwrite=args.overwrite)
+
+
+def _check_paths(args: argparse.Namespace, source: Path, output: Path, what: str) -> None:
+    """Fail before any work: the input is not a regular file, or the output breaks the output rule."""
+    regular_file(source, what)
+    _guard(args, source, what).check_file(output, "ciphertext" if what == "plaintext" else "plaintext")
+    keys = getattr(args, "keys", None)
+    if keys and Path(os.path.realpath(output)).is_relative_to(os.path.realpath(keys)):
+        raise OutputError(f"{output}: is inside the key store folder {keys}; write outputs outside it")
     container_for(output)
 
 
@@ -98,16 +107,20 @@ def decrypt_parser() -> argparse.ArgumentParser:
 
 def encrypt(args: argparse.Namespace) -> str:
     source, output = Path(args.image), Path(args.output)
+    if args.key and (args.model or args.seed or args.keys):
+        extra = ", ".join(f"--{name}" for name in ("model", "seed", "keys") if getattr(args, name))
+        raise InputError(f"--key uses an existing key; {extra} would make a fresh one: give one or the other")
     if bool(args.key) == bool(args.model):
         raise InputError("give either --key KEY.png or --model M.onnx --seed SEED --keys DIR")
     if args.model and not (args.seed and args.keys):
         raise InputError("--model needs --seed (the seed image) and --keys (where the fresh key is stored)")
-    _check_paths(source, output, args.overwrite, args.key)
+    _check_paths(args, source, output, "plaintext")
     if args.cipher == "hardened":
         from keras_dkg.runtime.hardened import require_cryptography
 
         require_cryptography()  # before a key is made and stored
-    plain = read_plaintext(source)
+    plain = _naming(str(source), check_plaintext, read_plaintext(source))
+    check_storable(output, plain)  # before a key is made: a refusal costs no key
     plain_sha256 = plaintext_digest(plain)
     if args.key:
         key = load_key(args.key)
@@ -137,8 +150,9 @@ def encrypt(args: argparse.Namespace) -> str:
 
 def decrypt(args: argparse.Namespace) -> str:
     source, output = Path(args.ciphertext), Path(args.output)
-    _check_paths(source, output, args.overwrite, args.key)
+    _check_paths(args, source, output, "ciphertext")
     ciphertext, meta = load_ciphertext(source)
+    check_storable(output, np.empty([1, 1, *meta.shape[2:]], dtype=meta.dtype))
     key = load_key(args.key) if args.key else KeyStore(args.keys).load(meta.key_fingerprint)
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
     plain = _naming(f"{source} with key {key_label}", decrypt_array, ciphertext, key.pixels, meta,
@@ -147,9 +161,10 @@ def decrypt(args: argparse.Namespace) -> str:
     return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {meta.cipher}; tag verified)"
 
 
-def _main(prog: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None) -> int:
+def _main(prog: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None,
+          interrupted: str) -> int:
     args = parser.parse_args(argv)
-    return run_cli(prog, lambda: print(action(args)))
+    return run_cli(prog, lambda: print(action(args)), interrupted=interrupted)
 
 
 def encrypt_main(argv: list[str] | None = None) -> int:
@@ -157,7 +172,8 @@ def encrypt_main(argv: list[str] | None = None) -> int:
 
     if batch_cli.wants_batch(argv):
         return batch_cli.encrypt_main(argv)
-    return _main("dkg-encrypt", encrypt_parser(), encrypt, argv)
+    return _main("dkg-encrypt", encrypt_parser(), encrypt, argv,
+                 interrupted="interrupted; no ciphertext was written and the key is not marked used")
 
 
 def decrypt_main(argv: list[str] | None = None) -> int:
@@ -165,4 +181,4 @@ def decrypt_main(argv: list[str] | None = None) -> int:
 
     if batch_cli.wants_batch(argv):
         return batch_cli.decrypt_main(argv)
-    return _main("dkg-decrypt", decrypt_parser(), decrypt, argv)
+    return _main("dkg-decrypt", decrypt_parser(), decrypt, argv, interrupted="interrupted; no plaintext was written")

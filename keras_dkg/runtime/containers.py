@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dkg.errors import InputError, IntegrityError, OutputError
+from keras_dkg.errors import AlreadyEncryptedError, InputError, IntegrityError, OutputError
 from keras_dkg.runtime.cipher import CipherMetadata
 from keras_dkg.runtime.imageio import (
     encode_lossless,
@@ -35,6 +35,7 @@ from keras_dkg.runtime.imageio import (
     write_bytes_atomic,
     write_image,
 )
+from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
 
 META_KEYWORD = "keras_dkg.cipher"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -54,6 +55,8 @@ class Container:
         `imageio.write_image`); `source` is the ciphertext's path.
     context(path) -> bytes: extra bytes bound into the tag, computed from the plaintext
         file at encryption and from the ciphertext file at decryption (default: none).
+    check(array): raise OutputError when this format cannot store the array exactly (called
+        before a key is made, so a refusal costs no key; default: no check).
     """
 
     save: Callable[..., object]
@@ -61,6 +64,7 @@ class Container:
     read_plain: Callable[[Path], np.ndarray] | None = None
     write_plain: Callable[..., object] | None = None
     context: Callable[[Path], bytes] | None = None
+    check: Callable[[np.ndarray], None] | None = None
 
 
 CONTAINERS: dict[str, Container] = {}
@@ -94,6 +98,30 @@ def container_for(path: str | os.PathLike) -> Container:
     raise OutputError(f"{target}: unsupported format {suffix or '(no suffix)'}; use one of {', '.join(sorted(CONTAINERS))}")
 
 
+RASTER_DTYPES = ("uint8", "uint16")
+
+
+def check_storable(path: str | os.PathLike, array: np.ndarray) -> None:
+    """OutputError, before any key is made, when the container for `path` cannot hold `array` exactly."""
+    target = Path(path)
+    container = container_for(target)
+    if container.check is not None:
+        try:
+            container.check(np.asarray(array))
+        except OutputError as exc:
+            raise OutputError(f"{target}: {exc}") from exc
+
+
+def _check_raster(array: np.ndarray) -> None:
+    """PNG and TIFF (through OpenCV) store 8/16-bit unsigned gray, RGB or RGBA exactly."""
+    if array.dtype.name not in RASTER_DTYPES:
+        raise OutputError(f"PNG/TIFF ciphertexts hold uint8 or uint16 samples, not {array.dtype}; "
+                          "keep such images in DICOM (or convert them losslessly first)")
+    channels = 1 if array.ndim == 2 else array.shape[2] if array.ndim == 3 else None
+    if channels not in (1, 3, 4):
+        raise OutputError(f"PNG/TIFF ciphertexts hold gray, RGB or RGBA images, not shape {array.shape}")
+
+
 def save_ciphertext(path, array: np.ndarray, meta: CipherMetadata, overwrite: bool = False, source=None) -> Path:
     """Write a ciphertext and its metadata in one file, atomically; format by suffix."""
     target = Path(path)
@@ -109,9 +137,61 @@ def load_ciphertext(path) -> tuple[np.ndarray, CipherMetadata]:
     return container_for(source).load(source)
 
 
-def read_plaintext(path) -> np.ndarray:
-    """A plaintext's pixels: its container's reader, else `read_image` (any raster, JPEG too)."""
+def ciphertext_format(data: bytes) -> str | None:
+    """'png' / 'tiff' when these bytes are a keras_dkg ciphertext of that format (by content,
+    whatever the file is called; a damaged metadata chunk still counts), else None."""
+    try:
+        if data.startswith(PNG_SIGNATURE):
+            prefix = META_KEYWORD.encode("latin-1") + b"\0"
+            chunks = _png_chunks(data, Path("<bytes>"))
+            return "png" if any(kind == b"iTXt" and body.startswith(prefix) for kind, body, _ in chunks) else None
+        if data[:2] in (b"II", b"MM"):
+            description = tiff_description(data, "<bytes>")
+            return "tiff" if description is not None and description.startswith(META_KEYWORD + " ") else None
+    except InputError:
+        return None  # damaged: the image reader reports it
+    return None
+
+
+def is_ciphertext(path: str | os.PathLike) -> bool:
+    """Whether a file is already a keras_dkg ciphertext (PNG, TIFF or DICOM), by its content."""
     source = Path(path)
+    try:
+        data = read_bounded(source, MAX_IMAGE_BYTES, "image")
+    except InputError:
+        return False
+    if is_dicom(source):
+        from keras_dkg.runtime import dicom
+
+        try:
+            dicom.read_dicom(data, label=str(source))
+        except AlreadyEncryptedError:
+            return True
+        except InputError:
+            return False
+        return False
+    return ciphertext_format(data) is not None
+
+
+def refuse_ciphertext(path: Path, data: bytes) -> None:
+    """AlreadyEncryptedError when a plaintext is one of our ciphertexts: encrypting it again
+    would keep only its pixels and lose the metadata needed to ever decrypt it."""
+    kind = ciphertext_format(data)
+    if kind is not None:
+        raise AlreadyEncryptedError(
+            f"{path}: already a keras_dkg ciphertext ({kind.upper()} with {META_KEYWORD} metadata); "
+            "decrypt it instead of encrypting it again"
+        )
+
+
+def read_plaintext(path) -> np.ndarray:
+    """A plaintext's pixels: its container's reader, else `read_image` (any raster, JPEG too).
+
+    Our own ciphertexts are refused (AlreadyEncryptedError), whatever their suffix.
+    """
+    source = Path(path)
+    if not is_dicom(source):
+        refuse_ciphertext(source, read_bounded(source, MAX_IMAGE_BYTES, "image"))
     try:
         reader = container_for(source).read_plain
     except OutputError as exc:
@@ -206,7 +286,7 @@ def _save_png(path: Path, array, meta: CipherMetadata, *, overwrite: bool = Fals
 
 
 def _load_png(path: Path) -> tuple[np.ndarray, CipherMetadata]:
-    text = png_text(path.read_bytes(), META_KEYWORD, path)
+    text = png_text(read_bounded(path, MAX_IMAGE_BYTES, "ciphertext"), META_KEYWORD, path)
     if text is None:
         raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
     meta = _metadata(text, path)
@@ -268,12 +348,12 @@ def _save_tiff(path: Path, array, meta: CipherMetadata, *, overwrite: bool = Fal
 
 
 def _load_tiff(path: Path) -> tuple[np.ndarray, CipherMetadata]:
-    text = tiff_description(path.read_bytes(), path)
+    text = tiff_description(read_bounded(path, MAX_IMAGE_BYTES, "ciphertext"), path)
     if text is None or not text.startswith(META_KEYWORD + " "):
         raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
     meta = _metadata(text[len(META_KEYWORD) + 1:], path)
     return _restore_shape(read_image(path), meta), meta
 
 
-register_container([".png"], Container(save=_save_png, load=_load_png))
-register_container([".tif", ".tiff"], Container(save=_save_tiff, load=_load_tiff))
+register_container([".png"], Container(save=_save_png, load=_load_png, check=_check_raster))
+register_container([".tif", ".tiff"], Container(save=_save_tiff, load=_load_tiff, check=_check_raster))

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_dkg.errors import DkgError, InputError, IntegrityError, OutputError
+from keras_dkg.errors import AlreadyEncryptedError, DkgError, InputError, IntegrityError, OutputError
 from keras_dkg.runtime.cipher import (
     PLAINTEXT_DTYPES,
     CipherMetadata,
@@ -79,10 +79,6 @@ DECODER_HINT = (
     "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (JPEG, JPEG-LS, JPEG 2000), "
     "or python-gdcm"
 )
-
-
-class AlreadyEncryptedError(InputError):
-    """The DICOM file carries our private block: it is a ciphertext."""
 
 
 def _pydicom():

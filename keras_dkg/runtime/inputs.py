@@ -44,7 +44,7 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     except FileNotFoundError:
         if os.path.islink(target):
             raise InputError(f"{target}: {what} is a dangling symbolic link (its target does not exist)") from None
-        raise InputError(f"{target}: no such {what}") from None
+        raise InputError(f"{target}: no such file") from None
     except OSError as exc:
         raise InputError(f"{target}: cannot read {what} ({exc.strerror or exc})") from exc
     if not stat.S_ISREG(info.st_mode):

@@ -64,8 +64,8 @@ class OutputGuard:
         identity = _identity(target)
         for label, path, path_identity in self._protected():
             if resolved == path or (identity is not None and identity == path_identity):
-                raise OutputError(f"{target}: the {what} would replace the {label} ({self.inputs[label]}); "
-                                  "inputs are never overwritten")
+                raise OutputError(f"{target}: is an input (the {label} {self.inputs[label]}); "
+                                  f"the {what} never replaces an input, even with --overwrite")
         store = key_store_holding(target if target.exists() else target.parent)
         if store is not None:
             raise OutputError(f"{target}: is inside the key store {store}; only the key store itself writes there "
