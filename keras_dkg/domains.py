@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,7 @@ def build_domain(source_dir: str | Path, out_dir: str | Path, kind: str = "chaot
     cipher = ChaoticCipher(seed=seed, kind=kind, low_bits=low_bits)
     sources = list_images(source_dir)
     target = Path(out_dir)
+    _check_outputs(Path(source_dir), target, len(sources), overwrite)
     created = not target.exists()
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -130,6 +132,21 @@ def build_domain(source_dir: str | Path, out_dir: str | Path, kind: str = "chaot
             with contextlib.suppress(OSError):
                 target.rmdir()
         raise
+
+
+def _check_outputs(source_dir: Path, target: Path, count: int, overwrite: bool) -> None:
+    """The output rule (runtime.outputs) for the folder and every file, before any image is read."""
+    from keras_dkg.runtime.outputs import OutputGuard
+
+    guard = OutputGuard(inputs={"source folder": source_dir}, overwrite=overwrite)
+    guard.check_folder(target, "domain folder")
+    inside = Path(os.path.realpath(target)).is_relative_to(os.path.realpath(source_dir))
+    if inside:
+        raise OutputError(f"{target}: is inside the source folder {source_dir}; its images would become sources "
+                          "of the next domain (choose a folder outside it)")
+    if target.is_dir():
+        for name in [*(f"domain_{index:04d}.png" for index in range(count)), MANIFEST]:
+            guard.check_file(target / name, "domain image" if name != MANIFEST else "domain manifest")
 
 
 def _build_domain(cipher: ChaoticCipher, sources: list[Path], target: Path, kind: str, size: int | None, seed: int,
@@ -161,7 +178,7 @@ def _build_domain(cipher: ChaoticCipher, sources: list[Path], target: Path, kind
         "mean_plain_entropy": round(float(np.mean([e["plain_entropy"] for e in entries])), 6),
         "images": entries,
     }
-    write_bytes_atomic(target / MANIFEST, json.dumps(manifest, indent=2).encode(), overwrite=True)
+    write_bytes_atomic(target / MANIFEST, json.dumps(manifest, indent=2).encode(), overwrite=overwrite)
     return manifest
 
 

@@ -45,6 +45,24 @@ class TrainingError(DkgError):
     """Training cannot start or diverged (NaN/Inf loss)."""
 
 
+# The extra that brings each optional module a command may import (setup.cfg).
+EXTRA_FOR_MODULE = {
+    "tensorflow": "train", "keras": "train", "tf2onnx": "train", "onnx": "train", "tensorboard": "train",
+    "jax": "train", "nibabel": "train", "scipy": "analysis", "matplotlib": "analysis", "skimage": "analysis",
+    "PIL": "analysis", "cryptography": "hardened", "pydicom": "dicom", "tqdm": "analysis",
+}
+
+
+def missing_extra_line(exc: ModuleNotFoundError) -> str | None:
+    """'this needs X: pip install ...' for an optional module this install lacks; None for other modules."""
+    name = (exc.name or "").split(".")[0]
+    extra = EXTRA_FOR_MODULE.get(name)
+    if extra is None:
+        return None
+    hint = "'keras-dkg[train]' (or '[train-cpu]')" if extra == "train" else f"'keras-dkg[{extra}]'"
+    return f"this needs {name}, which is not installed: pip install {hint}"
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (CLIs print exactly one line per error)."""
     return " ".join(str(exc).split()) or type(exc).__name__
@@ -60,8 +78,9 @@ def os_error_line(exc: OSError) -> str:
 def run_cli(prog: str, action: Callable[[], int | None], interrupted: str | None = None) -> int:
     """Run a command's work and return its exit code.
 
-    Our errors, and OS errors no layer below turned into one, become ONE line
-    `prog: error: message` on stderr and a non-zero code, never a traceback. With
+    Our errors, OS errors no layer below turned into one, and a missing optional module
+    (with the extra to install) become ONE line `prog: error: message` on stderr and a
+    non-zero code, never a traceback. With
     `interrupted`, Ctrl-C prints that message and returns 130.
     """
     try:
@@ -70,6 +89,11 @@ def run_cli(prog: str, action: Callable[[], int | None], interrupted: str | None
         message, code = one_line(exc), exc.exit_code
     except OSError as exc:
         message, code = os_error_line(exc), 2
+    except ModuleNotFoundError as exc:  # an optional dependency: say which extra brings it
+        line = missing_extra_line(exc)
+        if line is None:
+            raise
+        message, code = line, 2
     except KeyboardInterrupt:
         if interrupted is None:
             raise

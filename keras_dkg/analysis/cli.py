@@ -117,7 +117,9 @@ def _key_paths(items: Sequence[str]) -> list[Path]:
 def _plots_dir(path: str | None) -> Path | None:
     if path is None:
         return None
-    folder = Path(path)
+    from keras_dkg.runtime.outputs import OutputGuard
+
+    folder = OutputGuard().check_folder(path, "plots folder")  # never a file, never inside a key store
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,9 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """The output rule (runtime.outputs), before TensorFlow is even imported."""
+    from keras_dkg.export.source import GENERATOR_FILE, RUN_FILE
+    from keras_dkg.runtime.outputs import OutputGuard
+
+    source = Path(args.source)
+    inputs = ({"Keras model": source / GENERATOR_FILE, "run record": source / RUN_FILE} if source.is_dir()
+              else {"Keras model": source})
+    OutputGuard(inputs=inputs, overwrite=args.overwrite).check_file(args.output, f"{args.format} model")
+
+
 def run(args: argparse.Namespace) -> None:
     from keras_dkg.export.source import load_source, quiet
 
+    _check_output(args)
     with quiet(not args.verbose):
         source = load_source(args.source, args.training_size)
         if args.format == "onnx":

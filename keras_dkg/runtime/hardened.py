@@ -52,7 +52,8 @@ AAD_LABEL = b"keras_dkg/hardened/v1/aad"
 MAX_BYTES = 2**31 - 1 - TAG_BYTES
 INSTALL_HINT = "pip install 'keras-dkg[hardened]'"
 AEAD_FIELDS = ("alg", "kdf", "nonce", "salt")
-_HEX = {"salt": re.compile(f"[0-9a-f]{{{2 * SALT_BYTES}}}"), "nonce": re.compile(f"[0-9a-f]{{{2 * NONCE_BYTES}}}")}
+_HEX_DIGITS = {"salt": 2 * SALT_BYTES, "nonce": 2 * NONCE_BYTES}
+_HEX = {name: re.compile(f"[0-9a-f]{{{digits}}}") for name, digits in _HEX_DIGITS.items()}
 _TAG_HEX = re.compile(f"[0-9a-f]{{{2 * TAG_BYTES}}}")
 
 
@@ -112,7 +113,8 @@ def _parameters(meta: CipherMetadata) -> tuple[bytes, bytes, bytes]:
         )
     for name, pattern in _HEX.items():
         if not isinstance(aead[name], str) or not pattern.fullmatch(aead[name]):
-            raise IntegrityError(f"hardened ciphertext metadata: AEAD {name} is not {len(pattern.pattern)} hex digits")
+            raise IntegrityError(f"hardened ciphertext metadata: AEAD {name} is not {_HEX_DIGITS[name]} lowercase "
+                                 "hex digits (altered?)")
     if not isinstance(meta.tag, str) or not _TAG_HEX.fullmatch(meta.tag):
         raise IntegrityError(f"hardened ciphertext metadata: tag is not {2 * TAG_BYTES} hex digits (altered?)")
     return bytes.fromhex(aead["salt"]), bytes.fromhex(aead["nonce"]), bytes.fromhex(meta.tag)

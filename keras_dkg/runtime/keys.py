@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dkg.errors import KeyMaterialError, OutputError
+from keras_dkg.errors import InputError, KeyMaterialError, OutputError
 from keras_dkg.runtime.cipher import KEY_DTYPE, fingerprint
 from keras_dkg.runtime.imageio import read_image, write_bytes_atomic, write_image
+from keras_dkg.runtime.inputs import MAX_RECORD_BYTES, read_bounded
 
 KEY_RECORD_FORMAT = "keras_dkg.key/1"
 
@@ -83,15 +84,29 @@ def write_record(path: Path, record: dict, overwrite: bool = False) -> None:
     write_bytes_atomic(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"), overwrite=overwrite)
 
 
+def check_uses(used_for, label: str) -> list:
+    """A record's or index entry's `used_for`: a list of {plaintext_sha256: str, plaintext: str, ...}."""
+    if not isinstance(used_for, list) or not all(
+        isinstance(use, dict) and isinstance(use.get("plaintext_sha256"), str)
+        and isinstance(use.get("plaintext", ""), str) for use in used_for
+    ):
+        raise KeyMaterialError(f"{label}: 'used_for' must be a list of uses with a plaintext_sha256 string "
+                               f"(found {json.dumps(used_for)[:80]}); the record was altered or damaged")
+    return used_for
+
+
 def read_record(path: Path) -> dict:
     if not path.is_file():
         raise KeyMaterialError(f"{path}: key record missing; a key without its record cannot be verified")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = json.loads(read_bounded(path, MAX_RECORD_BYTES, "key record").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise KeyMaterialError(f"{path}: key record is not readable JSON ({exc})") from exc
-    if not isinstance(record, dict) or "fingerprint" not in record:
-        raise KeyMaterialError(f"{path}: not a keras_dkg key record (no fingerprint)")
+    except InputError as exc:
+        raise KeyMaterialError(str(exc)) from exc
+    if not isinstance(record, dict) or not isinstance(record.get("fingerprint"), str):
+        raise KeyMaterialError(f"{path}: not a keras_dkg key record (no fingerprint string)")
+    check_uses(record.get("used_for", []), str(path))
     return record
 
 
