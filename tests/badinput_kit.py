@@ -131,14 +131,18 @@ class Env:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every path under root: 'dir', or the SHA-256 of a file (through symlinks, with their target)."""
+    """Every path under root: 'dir', 'special' (FIFO, device), or the SHA-256 of a file (through
+    symlinks, with their target)."""
     state = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
         if path.is_symlink():
-            state[relative] = f"link {os.readlink(path)} " + hashlib.sha256(path.read_bytes()).hexdigest()
+            target = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "special"
+            state[relative] = f"link {os.readlink(path)} {target}"
         elif path.is_dir():
             state[relative] = "dir"
+        elif not path.is_file():  # a FIFO or device: reading it would block or never end
+            state[relative] = "special"
         else:
             state[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
     return state

@@ -288,6 +288,33 @@ def _(env):
 
 # ---- class 7: early, clear errors -----------------------------------------------------------
 
+@case("out-plaintext-fifo", "dkg-encrypt", "plaintext that is a FIFO (reading it would block forever)", 2,
+      r"in/pipe\.png: is a FIFO \(named pipe\), not a regular file; expected a plaintext")
+def _(env):
+    import os
+
+    os.mkfifo(env.path("in/pipe.png"))
+    env.folder("out")
+    return encrypt_argv("in/pipe.png", key=key_file(env))
+
+
+@case("out-plaintext-folder", "dkg-encrypt", "plaintext that is a folder", 2,
+      r"in/scan\.png: is a folder, not a regular file; expected a plaintext")
+def _(env):
+    env.folder("in/scan.png")
+    env.folder("out")
+    return encrypt_argv("in/scan.png", key=key_file(env))
+
+
+@case("out-ciphertext-device", "dkg-decrypt", "ciphertext that is /dev/zero (through a link)", 2,
+      r"enc/zero\.png: is a character device, not a regular file; expected a ciphertext")
+def _(env):
+    from pathlib import Path
+
+    env.link("enc/zero.png", Path("/dev/zero"))
+    return ["enc/zero.png", "--key", key_file(env), "-o", "back.png"]
+
+
 @case("out-key-with-model", "dkg-encrypt", "--key together with --model/--seed/--keys", 2,
       r"--key uses an existing key; --model, --seed, --keys would make a fresh one")
 def _(env):
