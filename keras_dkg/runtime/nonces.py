@@ -1,0 +1,82 @@
+"""Nonce schemes: how one secret seed gives a different key for every file.
+
+v1 (the first round, still readable and selectable): the nonce perturbs the *seed* by
+±8 uint8 levels before the generator. A trained generator smooths such noise away, so
+keys for two nonces of one seed agree on 3–21 % of their bytes where independent keys
+agree on ~0.4 % — XOR archives then leak partly like key reuse (docs/keys.md).
+
+v2 (the default for new keys): the generator runs once on the unperturbed seed, giving
+the base key K0; the key for a nonce is a permutation of K0's bytes (all H×W×3 of them,
+across channels), drawn by PCG64 from SHA-256 of a label, the model's and the seed's
+SHA-256 and the nonce. Two nonces give two independent uniform permutations, so their
+keys agree on exactly as many bytes as independent keys *with K0's histogram* would
+(sum of p_v², the target of the key-quality issue), by construction rather than by luck
+of training. What v2 does not change, and must not be credited for: the histogram,
+entropy and χ² of a key are K0's, and one-pixel seed sensitivity is measured on nonce-free
+keys (nonce=None gives K0 itself, identical under v1 and v2), since the permutation's
+seed digest would otherwise turn any seed change into a new permutation.
+
+Security note: the permutation depends on the model and seed digests, so a known
+plaintext that reveals one key does not reveal another file's key to someone without
+both (it reveals K0's byte histogram only). Keys are stored, never regenerated to
+decrypt, so a scheme change can never make an old ciphertext undecryptable; records name
+their scheme (`nonce_scheme`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from keras_dkg.errors import InputError
+
+V1, V2 = "v1", "v2"
+DEFAULT_SCHEME = V2
+SCHEMES = (V1, V2)
+
+V1_AMPLITUDE = 8  # uint8 levels, i.e. ±8/127.5 in the generator's [-1, 1] input
+V1_LABEL = b"keras_dkg/nonce/v1\x00"
+V2_LABEL = b"keras_dkg/nonce/v2\x00"
+DESCRIPTIONS = {
+    V1: ("v1: PCG64 seeded by SHA-256('keras_dkg/nonce/v1\\0' + utf-8 nonce); uint8 seed + "
+         f"uniform integer in [-{V1_AMPLITUDE}, {V1_AMPLITUDE}] per value, reflected at 0 and 255"),
+    V2: ("v2: base key K0 = G(seed); key = K0's H*W*3 bytes in the order of a uniform permutation "
+         "(numpy Generator.shuffle of int32 indices) drawn by PCG64 seeded by SHA-256('keras_dkg/nonce/v2\\0' + "
+         "model sha256 + '\\0' + seed sha256 + '\\0' + utf-8 nonce)"),
+}
+
+
+def check_scheme(scheme: str) -> str:
+    if scheme not in SCHEMES:
+        raise InputError(f"unknown nonce scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    return scheme
+
+
+def _rng(label: bytes, *parts: str) -> np.random.Generator:
+    digest = hashlib.sha256(label + b"\x00".join(part.encode("utf-8") for part in parts)).digest()
+    return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "big")))
+
+
+def perturb_seed(seed_uint8: np.ndarray, nonce: str | int | None) -> np.ndarray:
+    """v1: the nonce's deterministic perturbation of a preprocessed uint8 seed (None: unchanged)."""
+    if nonce is None:
+        return seed_uint8
+    rng = _rng(V1_LABEL, str(nonce))
+    noise = rng.integers(-V1_AMPLITUDE, V1_AMPLITUDE + 1, size=seed_uint8.shape, dtype=np.int16)
+    values = seed_uint8.astype(np.int16) + noise
+    values = np.abs(values)  # reflect below 0
+    values = np.where(values > 255, 510 - values, values)  # reflect above 255
+    return values.astype(np.uint8)
+
+
+def permute_key(base_key: np.ndarray, nonce: str | int | None, model_sha256: str, seed_sha256: str) -> np.ndarray:
+    """v2: the nonce's key from the base key K0 (None: K0 itself). Memory: 4 bytes per key byte."""
+    if nonce is None:
+        return base_key
+    flat = np.ascontiguousarray(base_key).reshape(-1)
+    if flat.size >= 2**31:
+        raise InputError(f"a key of {flat.size} bytes is too large for nonce scheme v2")
+    order = np.arange(flat.size, dtype=np.int32)
+    _rng(V2_LABEL, model_sha256, seed_sha256, str(nonce)).shuffle(order)
+    return flat[order].reshape(base_key.shape)
