@@ -394,3 +394,28 @@ def test_runtime_only_install_names_the_extra_to_install():
                                f"{' '.join(argv)}",
                     "bad_input": "runtime-only install (no [train] / [analysis] extras)", "exit": 2,
                     "message": done.stderr.strip(), "outputs": "nothing written"})
+
+
+def test_libpng_warnings_never_reach_stderr(tmp_path, monkeypatch, capfd):
+    """libpng prints 'libpng warning: iCCP: too short' on descriptor 2 itself; a CLI's stderr stays ours."""
+    import struct
+    import zlib
+
+    import cv2
+
+    from keras_dkg.runtime import cipher_cli
+
+    monkeypatch.chdir(tmp_path)
+    ok, buffer = cv2.imencode(".png", np.arange(64, dtype=np.uint8).reshape(8, 8))
+    assert ok
+    body = b"icc\x00\x00" + zlib.compress(b"not a profile" * 4)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    data = buffer.tobytes()
+    (tmp_path / "scan.png").write_bytes(data[:33] + chunk + data[33:])  # after IHDR
+    key = key_file(Env(tmp_path, None, monkeypatch, None), "k/key.png", shape=(8, 8), dtype=np.uint8)
+    capfd.readouterr()
+    assert cipher_cli.encrypt_main(["scan.png", "--key", key, "-o", "enc.png"]) == 0
+    assert cipher_cli.decrypt_main(["enc.png", "--key", key, "-o", "back.png"]) == 0
+    out, err = capfd.readouterr()
+    assert err == "", err
+    np.testing.assert_array_equal(read_image("back.png"), np.arange(64, dtype=np.uint8).reshape(8, 8))

@@ -36,11 +36,13 @@ ELSEWHERE = [
      "message": "dkg-encrypt: failed: a_gray16.png: …/a_gray16.png: write failed (No space left on device) (one per file)",
      "outputs": "no partial or temporary output; --resume finishes the job "
                 "(tests/test_batch.py::test_disk_full_leaves_no_partial_output)"},
-    {"id": "batch-interrupted", "command": "dkg-encrypt --batch ... (KeyboardInterrupt after 3 files), then --resume",
-     "bad_input": "batch interrupted in the process", "exit": 130,
-     "message": "dkg-encrypt: interrupted; finished files are kept, rerun with --resume",
-     "outputs": "3 outputs, no partial or temporary file; resume = uninterrupted run, bit-exact decryptions "
-                "(tests/test_batch.py::test_kill_and_resume_equals_uninterrupted_run)"},
+    {"id": "batch-interrupted", "command": "dkg-encrypt --batch ... --jobs 1 or 2 (SIGINT or SIGTERM mid-batch), "
+     "then --resume", "bad_input": "batch stopped by Ctrl-C or kill", "exit": "130 / 143",
+     "message": "dkg-encrypt: error: interrupted by SIGTERM: N of M files finished, the report out/dkg-report.json "
+                "lists the unfinished ones as interrupted; rerun with --resume",
+     "outputs": "workers ended (no process of the batch alive 5 s later, SIGKILL of the parent included), lock "
+                "removed, no temporary file, the report lists every file; --resume: bit-exact decryptions "
+                "(tests/test_batch_signals.py, tests/test_batch.py::test_kill_and_resume_equals_uninterrupted_run)"},
     {"id": "batch-tampered-archive", "command": "dkg-decrypt --batch out --keys ks --verify",
      "bad_input": "one encrypted DICOM in the archive edited", "exit": 3,
      "message": "dkg-decrypt: failed: g_rle.dcm: … authentication failed: …",

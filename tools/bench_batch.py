@@ -128,7 +128,7 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
     times = dict.fromkeys(("decode", "keygen", "xor", "encode", "write"), 0.0)
     generator = KeyGenerator(model, batch_size=chunk)
     start = time.perf_counter()
-    plains = [dicom.read_dicom(p) if p.suffix == ".dcm" else batch._open_plaintext(p) for p in files]
+    plains = [dicom.read_dicom(p) if p.suffix == ".dcm" else batch.open_plaintext(p) for p in files]
     contexts = [dicom.plaintext_context(p) if isinstance(p, dicom.DicomPlaintext) else p.context for p in plains]
     arrays = [p.plain_array() if isinstance(p, dicom.DicomPlaintext) else p.array for p in plains]
     times["decode"] = time.perf_counter() - start

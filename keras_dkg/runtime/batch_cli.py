@@ -7,17 +7,27 @@
 `keras_dkg.runtime.cipher_cli` hands any command line with `--batch` to these. Exit
 codes: 0 every file done; 1 some files failed (listed on stderr and in the report);
 3 some tag did not verify (tampered or wrong key); 2 nothing done (bad arguments,
-missing folder, unreadable model or seed, wrong key store).
+missing folder, unreadable model or seed, wrong key store, refused report or output
+folder); 130 / 143 stopped by SIGINT / SIGTERM (workers ended, the partial report
+written, one line on stderr; `--resume` finishes the batch).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 
 from keras_dkg.errors import run_cli
-from keras_dkg.runtime.batch import REPORT_NAME, BatchReport, decrypt_folder, encrypt_folder
+from keras_dkg.runtime.batch import (
+    REPORT_NAME,
+    BatchInterrupted,
+    BatchReport,
+    decrypt_folder,
+    encrypt_folder,
+)
+from keras_dkg.runtime.batch_pool import signal_of, stop_on_signals
 
 MAX_LISTED_FAILURES = 20
 
@@ -25,7 +35,8 @@ MAX_LISTED_FAILURES = 20
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--report", help=f"report file, .json or .csv (default: OUT_DIR/{REPORT_NAME})")
+    parser.add_argument("--report", help=f"report file, .json or .csv (default: OUT_DIR/{REPORT_NAME}); an existing "
+                        "file is replaced only with --overwrite, or with --resume when it is an earlier report")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                         help="no progress bar (default: shown when stderr is a terminal and tqdm is installed)")
 
@@ -101,9 +112,24 @@ def _decrypt(args) -> int:
     return _print_outcome("dkg-decrypt", report, args.report or default)
 
 
+def _stoppable(prog: str, action: Callable, args) -> int:
+    """Run the batch with SIGINT/SIGTERM turned into a clean stop: one line, exit 128 + signal."""
+    try:
+        with stop_on_signals():
+            return action(args)
+    except BatchInterrupted as exc:
+        message, code = str(exc), exc.exit_code
+    except KeyboardInterrupt as exc:  # before any file was started (loading the model, listing)
+        number = signal_of(exc)
+        message = f"interrupted by {signal.Signals(number).name} before any file was processed; rerun the same command"
+        code = 128 + number
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
+
+
 def _main(prog: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
-    return run_cli(prog, lambda: action(args), interrupted="interrupted; finished files are kept, rerun with --resume")
+    return run_cli(prog, lambda: _stoppable(prog, action, args))
 
 
 def encrypt_main(argv: list[str] | None = None) -> int:

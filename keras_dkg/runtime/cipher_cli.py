@@ -77,7 +77,9 @@ def _naming(label: str, action: Callable, *args, **kwargs):
 
 def encrypt_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dkg-encrypt", description="Encrypt an image with a DeepKeyGen key: XOR + HMAC tag "
-                                     "(the paper's), or --cipher hardened (HKDF + ChaCha20-Poly1305).")
+                                     "(the paper's), or --cipher hardened (HKDF + ChaCha20-Poly1305).",
+                                     epilog="Whole folders: dkg-encrypt --batch IN_DIR -o OUT_DIR --keys KEY_DIR --model M.onnx "
+                                     "--seed SEED [--jobs N] [--resume] (dkg-encrypt --batch x --help; docs/batch.md).")
     parser.add_argument("image", help="plaintext image (PNG/TIFF 8/16-bit gray/RGB/RGBA, or any image OpenCV reads)")
     parser.add_argument("-o", "--output", required=True, help="ciphertext file: .png or .tif (lossless only)")
     parser.add_argument("--key", help="an existing key: KEY.png with its KEY.json record")
@@ -95,7 +97,10 @@ def encrypt_parser() -> argparse.ArgumentParser:
 
 
 def decrypt_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dkg-decrypt", description="Verify and decrypt a dkg-encrypt ciphertext, bit-exact.")
+    parser = argparse.ArgumentParser(prog="dkg-decrypt", description="Verify and decrypt a dkg-encrypt ciphertext, bit-exact.",
+                                     epilog="Whole folders: dkg-decrypt --batch OUT_DIR -o BACK_DIR --keys KEY_DIR, or "
+                                     "--verify instead of -o to check every tag and write nothing "
+                                     "(dkg-decrypt --batch x --help; docs/batch.md).")
     parser.add_argument("ciphertext", help="ciphertext file written by dkg-encrypt")
     parser.add_argument("-o", "--output", required=True, help="decrypted image: .png or .tif")
     group = parser.add_mutually_exclusive_group(required=True)

@@ -29,6 +29,7 @@ import numpy as np
 from keras_dkg.errors import AlreadyEncryptedError, InputError, IntegrityError, OutputError
 from keras_dkg.runtime.cipher import CipherMetadata
 from keras_dkg.runtime.imageio import (
+    decode_image,
     encode_lossless,
     is_dicom,
     read_image,
@@ -50,7 +51,7 @@ class Container:
     save(path, array, meta, *, overwrite, source) writes a ciphertext atomically; `source`
         is the plaintext's path (a DICOM writer copies its non-pixel elements from it).
     load(path) -> (array, meta) reads one back.
-    read_plain(path) -> array reads a plaintext (default: `imageio.read_image`).
+    read_plain(path) -> array reads a plaintext (default: `imageio.read_plaintext_image`).
     write_plain(path, array, *, overwrite, source) writes a decrypted image (default:
         `imageio.write_image`); `source` is the ciphertext's path.
     context(path) -> bytes: extra bytes bound into the tag, computed from the plaintext
@@ -185,20 +186,27 @@ def refuse_ciphertext(path: Path, data: bytes) -> None:
 
 
 def read_plaintext(path) -> np.ndarray:
-    """A plaintext's pixels: its container's reader, else `read_image` (any raster, JPEG too).
+    """A plaintext's pixels: its container's reader (DICOM), else the exact raster decoder.
 
-    Our own ciphertexts are refused (AlreadyEncryptedError), whatever their suffix.
+    The file is read once: the same bytes are checked for being one of our ciphertexts
+    (AlreadyEncryptedError, whatever the suffix) and decoded exactly or refused
+    (`imageio.decode_image(..., exact=True)`), so a file changed between two reads cannot
+    slip through.
     """
     source = Path(path)
-    if not is_dicom(source):
-        refuse_ciphertext(source, read_bounded(source, MAX_IMAGE_BYTES, "image"))
     try:
         reader = container_for(source).read_plain
     except OutputError as exc:
         if is_dicom(source):  # read_image would give the first frame only: refuse, lose nothing
             raise InputError(f"{source}: DICOM plaintexts need keras_dkg.runtime.dicom ({exc})") from exc
         reader = None
-    return (reader or read_image)(source)
+    if reader is not None:
+        return reader(source)
+    data = read_bounded(source, MAX_IMAGE_BYTES, "plaintext")
+    if not data:
+        raise InputError(f"{source}: file is empty (0 bytes)")
+    refuse_ciphertext(source, data)
+    return decode_image(data, source, exact=True)
 
 
 def write_plaintext(path, array: np.ndarray, overwrite: bool = False, source=None) -> Path:

@@ -1,16 +1,23 @@
 """Reading images of any kind we support, and writing outputs atomically and losslessly.
 
-OpenCV decodes PNG/JPEG/TIFF/BMP (16-bit kept); pydicom, when installed (`[dicom]`),
-decodes DICOM. Arrays come back in RGB order with the stored dtype. Writes go to a
-temporary file in the target folder and are then linked into place, so a reader never
-sees a partial file and an existing file is never replaced unless asked for.
+OpenCV decodes PNG/JPEG/TIFF/BMP/GIF/WebP (16-bit kept); pydicom, when installed
+(`[dicom]`), decodes DICOM. Arrays come back in RGB order with the stored dtype. Every
+input is a regular file read within MAX_IMAGE_BYTES (runtime.inputs) and its header is
+inspected first (runtime.rasters): bombs, damaged headers and unknown formats are refused
+before anything is decoded. `read_plaintext_image` (what is encrypted) also refuses every
+file the decoder would not return exactly as stored (multi-page or tiled TIFF, palette,
+gray+alpha, CMYK, rotated, lossy...), and checks the decoded array against the header.
+Writes go to a temporary file in the target folder and are then linked into place, so a
+reader never sees a partial file and an existing file is never replaced unless asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
-import struct
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +26,23 @@ import cv2
 import numpy as np
 
 from keras_dkg.errors import InputError, OutputError
+from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
+from keras_dkg.runtime.rasters import MAX_PIXELS, inspect
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 LOSSLESS_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
-# Refuse images that declare more pixels than this before decoding them (decompression bombs).
-MAX_PIXELS = 1 << 28
 
 
 def is_dicom(path: Path) -> bool:
-    """DICOM by suffix or by the 'DICM' magic at byte 128."""
+    """DICOM by suffix or by the 'DICM' magic at byte 128 (only a regular file is opened:
+    opening a FIFO would block)."""
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as handle:
             handle.seek(128)
             return handle.read(4) == b"DICM"
@@ -55,107 +65,92 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     return files
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Pixels of one image: H×W (gray) or H×W×3/4 (RGB[A]), dtype as stored.
+def read_image(path: str | os.PathLike, exact: bool = False) -> np.ndarray:
+    """Pixels of one image: H×W (gray) or H×W×C (RGB[A] order), dtype as stored.
 
-    A DICOM file gives its first frame here; `keras_dkg.runtime.dicom` handles whole
-    DICOM datasets for encryption.
+    Seeds, keys and ciphertexts are read with the default; `exact=True` is for what gets
+    encrypted (see `read_plaintext_image`). A DICOM file gives its first frame here;
+    `keras_dkg.runtime.dicom` handles whole DICOM datasets for encryption.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    data = read_bounded(path, MAX_IMAGE_BYTES, "image")
+    if not data:
         raise InputError(f"{path}: file is empty (0 bytes)")
-    if is_dicom(path):
-        return _read_dicom_first_frame(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    _refuse_bomb(path, data)
+    if path.suffix.lower() in DICOM_SUFFIXES or data[128:132] == b"DICM":
+        if exact:
+            raise InputError(f"{path}: a DICOM plaintext is encrypted whole by keras_dkg.runtime.dicom "
+                             "(pip install 'keras-dkg[dicom]'), not as a plain image")
+        return _read_dicom_first_frame(path, data)
+    return decode_image(data, path, exact=exact)
+
+
+def read_plaintext_image(path: str | os.PathLike) -> np.ndarray:
+    """A PNG/TIFF/BMP plaintext's stored samples, exactly, or InputError saying why not.
+
+    What is encrypted must decrypt to what the file holds, so anything the decoder would
+    change (rasters.Raster.inexact) is refused, JPEG included (lossy).
+    """
+    return read_image(path, exact=True)
+
+
+def decode_image(data: bytes, label: object, exact: bool = False) -> np.ndarray:
+    """Decode an image file's bytes (`label` names it in errors); see `read_image`."""
+    raster = inspect(data, label)
+    if exact and raster.inexact:
+        raise InputError(f"{label}: {raster.inexact}")
     with _opencv_silenced():  # OpenCV logs decoder complaints on stderr; we raise one clear error
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            image = None
     if image is None:
-        raise InputError(f"{path}: not a readable image (damaged, truncated or unsupported format)")
-    if image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+        cause = raster.inexact or "damaged, truncated or unsupported format"
+        raise InputError(f"{label}: not a readable image ({cause})")
+    if image.ndim == 3 and image.shape[2] in (3, 4):  # BGR(A) -> RGB(A), for every dtype
+        image = np.ascontiguousarray(image[..., [2, 1, 0, 3][:image.shape[2]]])
+    if exact and (image.shape != raster.shape or image.dtype != raster.dtype):
+        raise InputError(f"{label}: decoded as {image.shape} {image.dtype}, but its header declares "
+                         f"{raster.shape} {raster.dtype}; refusing an image that would not decrypt to "
+                         "its stored samples")
     return image
 
 
 @contextlib.contextmanager
 def _opencv_silenced() -> Iterator[None]:
-    """Turn OpenCV's own logging off for the block (decoders print warnings and errors)."""
+    """Silence OpenCV and the C decoders below it for the block; we raise one clear error instead.
+
+    OpenCV's own log has a level; libpng/libtiff print warnings ("libpng warning: iCCP:
+    too short") with fprintf on file descriptor 2, which only a redirect of that
+    descriptor stops. The redirect lasts one decode call, in the calling thread's process.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            logging = cv2.utils.logging
+            previous = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+            stack.callback(logging.setLogLevel, previous)
+        except AttributeError:  # pragma: no cover - OpenCV builds without the logging module
+            pass
+        stack.enter_context(_stderr_descriptor_silenced())
+        yield
+
+
+@contextlib.contextmanager
+def _stderr_descriptor_silenced() -> Iterator[None]:
     try:
-        logging = cv2.utils.logging
-        previous = logging.getLogLevel()
-        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    except AttributeError:  # pragma: no cover - OpenCV builds without the logging module
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no descriptor 2 (embedded interpreters)
         yield
         return
     try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
         yield
     finally:
-        logging.setLogLevel(previous)
-
-
-def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) a PNG, TIFF, BMP or JPEG header declares, read without decoding; None if unknown."""
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-            return struct.unpack(">II", data[16:24])
-        if data[:2] in (b"II", b"MM") and len(data) >= 8:
-            return _tiff_size(data, "<" if data[:2] == b"II" else ">")
-        if data[:2] == b"BM" and len(data) >= 26:
-            width, height = struct.unpack("<ii", data[18:26])
-            return abs(width), abs(height)
-        if data[:2] == b"\xff\xd8":
-            return _jpeg_size(data)
-    except struct.error:
-        return None
-    return None
-
-
-def _tiff_size(data: bytes, order: str) -> tuple[int, int] | None:
-    if struct.unpack(order + "H", data[2:4])[0] != 42:
-        return None
-    ifd = struct.unpack(order + "I", data[4:8])[0]
-    (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
-    size = {}
-    for index in range(count):
-        entry = data[ifd + 2 + 12 * index:ifd + 14 + 12 * index]
-        tag, kind = struct.unpack(order + "HH", entry[:4])
-        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
-            size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
-    return (size[256], size[257]) if len(size) == 2 else None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    position = 2
-    while position + 9 < len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:
-            position += 1
-            continue
-        (length,) = struct.unpack(">H", data[position + 2:position + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            height, width = struct.unpack(">HH", data[position + 5:position + 9])
-            return width, height
-        position += 2 + length
-    return None
-
-
-def _refuse_bomb(path: Path, data: np.ndarray) -> None:
-    """Check an image's declared size before OpenCV allocates it."""
-    size = declared_size(data[:1 << 16].tobytes())
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise InputError(
-            f"{path}: declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS} pixel limit "
-            "(possible decompression bomb)"
-        )
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def refuse_dicom_bomb(label, dataset) -> None:
@@ -172,13 +167,13 @@ def refuse_dicom_bomb(label, dataset) -> None:
         )
 
 
-def _read_dicom_first_frame(path: Path) -> np.ndarray:
+def _read_dicom_first_frame(path: Path, data: bytes) -> np.ndarray:
     try:
         import pydicom
     except ImportError as exc:
         raise InputError(f"{path}: DICOM needs pydicom; pip install 'keras-dkg[dicom]'") from exc
     try:
-        dataset = pydicom.dcmread(path)
+        dataset = pydicom.dcmread(io.BytesIO(data))
     except Exception as exc:  # pydicom raises many types for bad files
         raise InputError(f"{path}: not a readable DICOM file ({' '.join(str(exc).split())[:300]})") from exc
     refuse_dicom_bomb(path, dataset)

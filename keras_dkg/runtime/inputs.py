@@ -48,7 +48,7 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     except OSError as exc:
         raise InputError(f"{target}: cannot read {what} ({exc.strerror or exc})") from exc
     if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{target}: is {file_kind(info.st_mode)}, not a regular file; expected a {what}")
+        raise InputError(f"{target}: is {file_kind(info.st_mode)}, not a regular file; expected {'an' if what[:1] in 'aeiou' else 'a'} {what}")
     return target
 
 

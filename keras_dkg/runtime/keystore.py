@@ -32,6 +32,7 @@ from keras_dkg.errors import KeyMaterialError, OutputError
 from keras_dkg.runtime.imageio import write_bytes_atomic
 from keras_dkg.runtime.keys import (
     Key,
+    check_uses,
     load_key,
     locked,
     mark_key_used,
@@ -45,6 +46,7 @@ from keras_dkg.runtime.keys import (
 INDEX_NAME = "index.jsonl"
 KEYS_FOLDER = "keys"
 LOCK_NAME = ".lock"
+PRIVATE_MODE = 0o600  # the index and lock name plaintext files: for the owner only, like the keys
 
 
 def _short(fingerprint: str) -> str:
@@ -67,8 +69,8 @@ class KeyStore:
         if create:
             try:
                 (self.folder / KEYS_FOLDER).mkdir(parents=True, exist_ok=True)
-                with open(self.index_path, "ab"):
-                    pass  # an empty index marks the folder as a key store
+                for path in (self.index_path, self._lock_path):  # an empty index marks a key store
+                    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE))
             except FileExistsError as exc:
                 raise KeyMaterialError(f"{self.folder}: exists and is not a key store folder") from exc
             except OSError as exc:
@@ -116,8 +118,14 @@ class KeyStore:
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 reason = getattr(exc, "msg", None) or getattr(exc, "reason", None) or str(exc)
                 raise KeyMaterialError(f"{self.index_path}:{number}: damaged index line ({reason})") from exc
-            if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str) or "key_file" not in entry:
-                raise KeyMaterialError(f"{self.index_path}:{number}: not a key store entry (no fingerprint or key_file)")
+            if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str) \
+                    or not isinstance(entry.get("key_file"), str):
+                raise KeyMaterialError(f"{self.index_path}:{number}: not a key store entry "
+                                       "(no fingerprint or key_file string)")
+            check_uses(entry.get("used_for", []), f"{self.index_path}:{number}")
+            if Path(entry["key_file"]).is_absolute() or ".." in Path(entry["key_file"]).parts:
+                raise KeyMaterialError(f"{self.index_path}:{number}: key_file {entry['key_file']!r} points outside "
+                                       "the key store")
             parsed.append(entry)
         for entry in parsed:
             if entry is not None:
@@ -168,7 +176,7 @@ class KeyStore:
         """Append one entry line (caller holds the lock and has just refreshed)."""
         data = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
         except OSError as exc:
             raise OutputError(f"{self.index_path}: cannot write the key store index ({exc.strerror or exc})") from exc
         try:
