@@ -76,3 +76,23 @@ def test_unknown_scheme_is_refused():
     assert nonces.check_scheme("v2") == "v2"
     with pytest.raises(InputError, match="unknown nonce scheme 'v3'"):
         nonces.check_scheme("v3")
+
+
+def test_key_generator_uses_v2_by_default_and_keeps_v1_selectable(tiny_onnx_model):
+    from keras_dkg.embedded import seed_path
+    from keras_dkg.runtime.imageio import read_image
+    from keras_dkg.runtime.keygen import KeyGenerator
+    from keras_dkg.runtime.preprocess import preprocess_uint8
+
+    v2 = KeyGenerator(tiny_onnx_model, provider="cpu")
+    base = v2.generate(seed_path(), (24, 20))
+    keys = v2.generate_many(seed_path(), (24, 20), ["a", "b"])
+    for key, nonce in zip(keys, ["a", "b"], strict=True):
+        assert key.record["nonce_scheme"].startswith("v2:")
+        expected = nonces.permute_key(base.pixels, nonce, v2.model_sha256, key.record["seed_sha256"])
+        np.testing.assert_array_equal(key.pixels, expected)
+    v1 = KeyGenerator(tiny_onnx_model, provider="cpu", nonce_scheme="v1")
+    key = v1.generate(seed_path(), (24, 20), nonce="a")
+    assert key.record["nonce_scheme"].startswith("v1:")
+    perturbed = nonces.perturb_seed(preprocess_uint8(read_image(seed_path()), (24, 20)), "a")
+    np.testing.assert_array_equal(key.pixels, v1.generate(perturbed, (24, 20)).pixels)

@@ -191,7 +191,8 @@ def _save(key, folder, label: str) -> str:
 
 
 def keys_for_run(ctx: Context, name: str) -> dict:
-    from keras_dkg.runtime.keygen import KeyGenerator, perturb_seed
+    from keras_dkg.runtime.keygen import KeyGenerator
+    from keras_dkg.runtime.nonces import V1, perturb_seed
     from keras_dkg.runtime.preprocess import preprocess_uint8
 
     size = ctx.image_size()
@@ -199,7 +200,9 @@ def keys_for_run(ctx: Context, name: str) -> dict:
     seed = manifest["seed_image"]
     folder = ctx.path("keys", name)
     folder.mkdir(parents=True, exist_ok=True)
-    generator = KeyGenerator(ctx.path("models", f"{name}.onnx"))
+    # Nonce scheme v1: the paper's tables want keys from distinct generator inputs (one
+    # perturbed seed each); v2 keys of one seed would all share one histogram.
+    generator = KeyGenerator(ctx.path("models", f"{name}.onnx"), nonce_scheme=V1)
     saved = {"seed": _save(generator.generate(seed, size), folder, "seed")}
     if name not in ("otp_0", "leak_low"):
         return {"keys": saved, "provider": generator.provider}

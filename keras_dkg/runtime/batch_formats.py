@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dkg.runtime.containers import container_for, context_for, load_ciphertext, read_plaintext
+from keras_dkg.errors import DkgError
+from keras_dkg.runtime.cipher import check_plaintext
+from keras_dkg.runtime.containers import (
+    check_storable,
+    container_for,
+    context_for,
+    load_ciphertext,
+    read_plaintext,
+)
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -52,6 +60,11 @@ def open_plaintext(source: Path) -> Plain:
         return Plain(plain.plain_array(), context, save_dicom)
     container = container_for(source)  # refuses lossy/unknown suffixes: outputs keep them
     array = read_plaintext(source)
+    try:
+        check_plaintext(array)
+    except DkgError as exc:
+        raise type(exc)(f"{source}: {exc}") from exc
+    check_storable(source, array)  # the output keeps the suffix: refused before a key is made
     context = context_for(container, source)
 
     def save_other(target: Path, ciphertext, meta, overwrite: bool, timing: dict) -> None:

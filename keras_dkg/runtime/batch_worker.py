@@ -130,6 +130,9 @@ def _prepare(relative: str, result: FileResult, settings: dict, store, timing: d
     plain = open_plaintext(source)  # AlreadyEncryptedError for one of our ciphertexts
     timing["decode"] += time.perf_counter() - start
     result.bytes, result.shape, result.dtype = int(plain.array.nbytes), list(plain.array.shape), plain.array.dtype.name
+    from keras_dkg.runtime.keygen import check_key_size
+
+    check_key_size(key_size_for(plain.array.shape, plain.array.dtype), f"{source} (its key)")
     if target.exists() or target.is_symlink():
         if settings["resume"]:
             ok, why, fingerprint = _verify_existing(plain, target, store, timing, settings["cipher"])

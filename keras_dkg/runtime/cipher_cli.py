@@ -131,10 +131,11 @@ def encrypt(args: argparse.Namespace) -> str:
         key = load_key(args.key)
         store = None
     else:
-        from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
+        from keras_dkg.runtime.keygen import KeyGenerator, check_key_size, random_nonce
 
+        size = check_key_size(key_size_for(plain.shape, plain.dtype), f"{source} (its key)")
         generator = KeyGenerator(args.model, provider=args.provider)
-        key = generator.generate(args.seed, size=key_size_for(plain.shape, plain.dtype), nonce=random_nonce())
+        key = generator.generate(args.seed, size=size, nonce=random_nonce())
         store = KeyStore(args.keys, create=True)
         store.add(key)
     context = context_for(container_for(output), source)

@@ -48,7 +48,13 @@ from typing import Any
 
 import numpy as np
 
-from keras_dkg.errors import AlreadyEncryptedError, DkgError, InputError, IntegrityError, OutputError
+from keras_dkg.errors import (
+    AlreadyEncryptedError,
+    DkgError,
+    InputError,
+    IntegrityError,
+    OutputError,
+)
 from keras_dkg.runtime.cipher import (
     PLAINTEXT_DTYPES,
     CipherMetadata,

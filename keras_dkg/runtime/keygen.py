@@ -3,21 +3,27 @@
 No TensorFlow here: numpy, onnxruntime and OpenCV only. The seed goes through the one
 shared `preprocess` path at the generation size (the requested size rounded up to a
 multiple of 4, and to at least MIN_GENERATION_SIDE on each side), the generator's tanh
-output is quantised with `quantize_key`, and the key is cropped to the requested size —
-never tiled.
+output is quantised with `quantize_key`, and the key is cropped to the requested size.
 
-A nonce perturbs the seed deterministically so one seed gives many distinct keys
-(docs/keys.md): SHA-256 of a label and the nonce seeds numpy's PCG64, which draws an
-integer in [-NONCE_AMPLITUDE, NONCE_AMPLITUDE] for every value of the uint8 seed;
-values pushed past 0 or 255 are reflected back. `nonce=None` is the unperturbed seed.
+Memory is bounded: a key of at most `tile_pixels` generation pixels is made in one run
+(batched with other nonces), a larger one window by window (`tiling`, scheme `tiled/1`,
+named in the record's `generation`), so the generator never sees more than
+max(`tile_pixels`, MAX_BATCH_PIXELS) pixels at once; keys are limited to MAX_KEY_PIXELS
+and MAX_KEY_SIDE, and `estimate_peak_bytes` / `estimate_seconds` say what a job needs
+before it starts.
+
+A nonce makes one seed give many keys, by a scheme of `keras_dkg.runtime.nonces`: v2
+(the default) runs the generator once per seed and size and permutes that base key's
+bytes per nonce; v1 (the first round's) perturbs the seed per nonce. `nonce=None` is the
+base key under both. Records name their scheme (`nonce_scheme`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +32,20 @@ import keras_dkg
 from keras_dkg.errors import InputError, ModelError
 from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
 from keras_dkg.runtime.imageio import read_image
+from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, MAX_MODEL_BYTES, read_bounded
 from keras_dkg.runtime.keys import Key, make_record, utc_now
+from keras_dkg.runtime.nonces import (
+    DEFAULT_SCHEME,
+    DESCRIPTIONS,
+    V1,
+    check_scheme,
+    permute_key,
+    perturb_seed,
+)
 from keras_dkg.runtime.preprocess import parse_size, preprocess_uint8, quantize_key, scale_to_unit
 from keras_dkg.runtime.providers import create_session, session_options
+from keras_dkg.runtime.tiling import SINGLE_SCHEME, TilePlan, check_tiling, plan_tiles
 
-NONCE_AMPLITUDE = 8  # uint8 levels, i.e. ±8/127.5 in the generator's [-1, 1] input
-NONCE_LABEL = b"keras_dkg/nonce/v1\x00"
-NONCE_SCHEME = (
-    "v1: PCG64 seeded by SHA-256('keras_dkg/nonce/v1\\0' + utf-8 nonce); uint8 seed + "
-    f"uniform integer in [-{NONCE_AMPLITUDE}, {NONCE_AMPLITUDE}] per value, reflected at 0 and 255"
-)
 DEFAULT_BATCH = 16
 # Cap pixels per session call (16 keys of 256²): activations grow with batch × H × W, and
 # on the CPU a larger batch is no faster per key (tools/bench_keygen.py).
@@ -47,23 +57,31 @@ _PROBE_SIZE = 16
 # worked before (>= 8) are generated exactly as before, so their keys do not change.
 MIN_GENERATION_SIDE = 8
 
+# Keys up to TILE_PIXELS generation pixels (1024², a 1024x1024 8-bit RGB plaintext's key)
+# are made in one run exactly as before; larger ones in windows of at most 1024x1024 with
+# TILE_OVERLAP pixels of overlap (docs/keys.md, "Large keys").
+TILE_PIXELS = 1 << 20
+TILE_OVERLAP = 64
+# Every key fits in PNG (libpng refuses sides over 1,000,000) and in bounded memory:
+# 2^27 pixels (~400 MB of key) covers the key of any 8-bit image imageio accepts.
+MAX_KEY_SIDE = 1_000_000
+MAX_KEY_PIXELS = 1 << 27
+
+# What a job costs, measured on the full 6-block generator (`dkg-keygen` under
+# /usr/bin/time -v, 2 shared CPU cores; docs/keys.md): onnxruntime's CPU arena holds
+# ~393 bytes per pixel of the largest run (plus its input and the quantisation's float
+# temporaries), the key's own arrays ~21 bytes per key pixel (uint8 seed, perturbed seed,
+# the nonce noise in int16, the key, its PNG; scheme v2 adds its int32 permutation of the
+# key's 3 bytes per pixel, counted in), and the process itself ~BASE_BYTES.
+BASE_BYTES = 200 << 20
+RUN_BYTES_PER_PIXEL = 450
+KEY_BYTES_PER_PIXEL = 21 + 12
+CPU_SECONDS_PER_PIXEL = 1.8e-6
+
 
 def random_nonce() -> str:
     """A fresh 128-bit nonce as 32 hex digits."""
     return secrets.token_hex(16)
-
-
-def perturb_seed(seed_uint8: np.ndarray, nonce: str | int | None) -> np.ndarray:
-    """The nonce's deterministic perturbation of a preprocessed uint8 seed (None: unchanged)."""
-    if nonce is None:
-        return seed_uint8
-    seed_bytes = hashlib.sha256(NONCE_LABEL + str(nonce).encode("utf-8")).digest()
-    rng = np.random.Generator(np.random.PCG64(int.from_bytes(seed_bytes, "big")))
-    noise = rng.integers(-NONCE_AMPLITUDE, NONCE_AMPLITUDE + 1, size=seed_uint8.shape, dtype=np.int16)
-    values = seed_uint8.astype(np.int16) + noise
-    values = np.abs(values)  # reflect below 0
-    values = np.where(values > 255, 510 - values, values)  # reflect above 255
-    return values.astype(np.uint8)
 
 
 def generation_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -73,13 +91,75 @@ def generation_size(size: tuple[int, int]) -> tuple[int, int]:
     )
 
 
+def check_key_size(size: tuple[int, int], what: str = "key size") -> tuple[int, int]:
+    """Refuse a key over MAX_KEY_SIDE per side or MAX_KEY_PIXELS in all, naming `what`."""
+    height, width = (int(v) for v in size)
+    if max(height, width) > MAX_KEY_SIDE:
+        raise InputError(f"{what}: a {height}x{width} key has a side over {MAX_KEY_SIDE} pixels, "
+                         "which PNG cannot store")
+    if height * width > MAX_KEY_PIXELS:
+        raise InputError(f"{what}: a {height}x{width} key is {height * width} pixels, over the limit of "
+                         f"{MAX_KEY_PIXELS} pixels per key")
+    return height, width
+
+
+def estimate_peak_bytes(size, count: int = 1, seed_bytes: int = 0, tile_pixels: int = TILE_PIXELS,
+                        tile_overlap: int = TILE_OVERLAP, batch_size: int = DEFAULT_BATCH) -> int:
+    """About how much memory generating `count` keys of `size` (N, (h, w), "HxW") needs at its peak.
+
+    Keys are made one batch (small keys) or one window (large keys) at a time, so the peak
+    grows with the largest run, one key's arrays and the decoded seed (`seed_bytes`, held
+    while it is resized) — not with `count`.
+    """
+    generation = generation_size(parse_size(size))
+    pixels = generation[0] * generation[1]
+    plan = plan_tiles(generation, tile_pixels, tile_overlap)
+    if plan is None:  # a batch of keys per run
+        keys = max(1, min(batch_size, count, MAX_BATCH_PIXELS // pixels))
+        run = pixels * keys
+    else:  # one key at a time, one window per run
+        keys, run = 1, max(h * w for h, w in (tile.window_shape for tile in plan.tiles))
+    return BASE_BYTES + RUN_BYTES_PER_PIXEL * run + KEY_BYTES_PER_PIXEL * pixels * keys + int(seed_bytes)
+
+
+def estimate_seconds(size, count: int = 1, tile_pixels: int = TILE_PIXELS, tile_overlap: int = TILE_OVERLAP) -> float:
+    """About how long `count` keys of `size` take on a 2-core CPU (overlaps of tiles included)."""
+    generation = generation_size(parse_size(size))
+    plan = plan_tiles(generation, tile_pixels, tile_overlap)
+    pixels = generation[0] * generation[1] if plan is None else plan.pixels_run
+    return CPU_SECONDS_PER_PIXEL * pixels * max(1, int(count))
+
+
+@dataclass
+class KeyJob:
+    """One seed prepared for keys of one size: the uint8 seed at the generation size, and how to run it."""
+
+    base: np.ndarray  # H×W×3 uint8 at the generation size
+    target: tuple[int, int]
+    plan: TilePlan | None  # None: one run per key (batched)
+    seed_sha256: str
+    seed_label: str
+    seed_nbytes: int  # the decoded seed's pixels, held while it was resized
+    base_key: np.ndarray | None = None  # nonce scheme v2: the generator's key for the unperturbed seed
+
+    @property
+    def generation_size(self) -> tuple[int, int]:
+        return tuple(self.base.shape[:2])  # type: ignore[return-value]
+
+    @property
+    def generation(self) -> dict:
+        """The record's `generation`: how the generator covered the key."""
+        return self.plan.record() if self.plan is not None else {"scheme": SINGLE_SCHEME}
+
+
 def _load_seed(seed: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str, str]:
     """(pixels, "sha256:" of the file or array bytes, a label)."""
     if isinstance(seed, np.ndarray):
         return seed, digest(np.ascontiguousarray(seed).tobytes()), "<array>"
     path = Path(seed)
-    pixels = read_image(path)
-    return pixels, digest(path.read_bytes()), path.name
+    # Bounded and refused by type (a FIFO, /dev/zero) before the image reader opens it.
+    seed_sha256 = digest(read_bounded(path, MAX_IMAGE_BYTES, "seed"))
+    return read_image(path), seed_sha256, path.name
 
 
 class KeyGenerator:
@@ -92,15 +172,23 @@ class KeyGenerator:
     threads : intra-op threads for the CPU provider (None: onnxruntime's default).
     batch_size : most keys per session call in `generate_many` (fewer for large keys,
         see MAX_BATCH_PIXELS).
+    tile_pixels, tile_overlap : keys of more generation pixels are made in windows of at
+        most `tile_pixels` pixels overlapping by `tile_overlap` (scheme `tiled/1`).
+    nonce_scheme : "v2" (default: one generator run per seed, a keyed permutation per
+        nonce) or "v1" (a perturbed seed per nonce); see `keras_dkg.runtime.nonces`.
     """
 
     def __init__(self, model_path: str | os.PathLike, provider: str = "auto", threads: int | None = None,
-                 batch_size: int = DEFAULT_BATCH):
+                 batch_size: int = DEFAULT_BATCH, tile_pixels: int = TILE_PIXELS, tile_overlap: int = TILE_OVERLAP,
+                 nonce_scheme: str = DEFAULT_SCHEME):
         self.model_path = Path(model_path)
+        self.nonce_scheme = check_scheme(nonce_scheme)
+        check_tiling(tile_pixels, tile_overlap)
+        self.tile_pixels, self.tile_overlap = int(tile_pixels), int(tile_overlap)
         try:
-            model_bytes = self.model_path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{self.model_path}: cannot read model ({exc.strerror or exc})") from exc
+            model_bytes = read_bounded(self.model_path, MAX_MODEL_BYTES, "model")
+        except InputError as exc:  # missing, a folder, a FIFO, a device, too big
+            raise ModelError(str(exc)) from exc
         self.model_sha256 = digest(model_bytes)
         self.session, self.provider = create_session(
             model_bytes, str(self.model_path), provider, session_options(threads)
@@ -146,6 +234,17 @@ class KeyGenerator:
             raise ModelError(f"{self.model_path}: generator output contains NaN or infinite values (broken weights?)")
         return output
 
+    def prepare(self, seed: str | os.PathLike | np.ndarray, size=None) -> KeyJob:
+        """Read the seed and bring it to the generation size; `size`: N, (h, w), "HxW" or None (the seed's)."""
+        pixels, seed_sha256, seed_label = _load_seed(seed)
+        requested = parse_size(size)
+        target = check_key_size(requested or tuple(int(v) for v in pixels.shape[:2]),
+                                "key size" if requested else f"{seed_label} (the seed's own size)")
+        padded = generation_size(target)
+        base = preprocess_uint8(pixels, padded)
+        plan = plan_tiles(padded, self.tile_pixels, self.tile_overlap)
+        return KeyJob(base, target, plan, seed_sha256, seed_label, int(pixels.nbytes))
+
     def generate(self, seed: str | os.PathLike | np.ndarray, size=None, nonce: str | int | None = None) -> Key:
         """One key. `size`: N, (h, w) or "HxW"; None = the seed's own size."""
         return self.generate_many(seed, size, [nonce])[0]
@@ -154,26 +253,57 @@ class KeyGenerator:
         """One key per nonce, from one seed, batched through the session."""
         if len(nonces) == 0:
             raise InputError("generate_many needs at least one nonce")
-        pixels, seed_sha256, seed_label = _load_seed(seed)
-        target = parse_size(size) or tuple(int(v) for v in pixels.shape[:2])
-        padded = generation_size(target)
-        base = preprocess_uint8(pixels, padded)
+        return list(self.keys(self.prepare(seed, size), nonces))
+
+    def keys(self, job: KeyJob, nonces: Sequence[str | int | None]) -> Iterator[Key]:
+        """The keys of a prepared job, one at a time (a caller that saves each holds one key, not all)."""
         names = [None if n is None else str(n) for n in nonces]
+        if self.nonce_scheme != V1:  # v2: the generator once, then a keyed permutation per nonce
+            if job.base_key is None:
+                job.base_key = next(self._runs(job, [None]))
+            for nonce in names:
+                yield self._key(job, nonce, permute_key(job.base_key, nonce, self.model_sha256, job.seed_sha256))
+            return
+        for nonce, pixels in zip(names, self._runs(job, names), strict=True):
+            yield self._key(job, nonce, pixels)
+
+    def _runs(self, job: KeyJob, names: list[str | None]) -> Iterator[np.ndarray]:
+        """Generator outputs (key pixels) for v1-perturbed seeds, batched or window by window."""
+        if job.plan is not None:
+            for nonce in names:
+                yield self._tiled(job, nonce)
+            return
+        padded = job.generation_size
         per_call = max(1, min(self.batch_size, MAX_BATCH_PIXELS // (padded[0] * padded[1])))
-        keys: list[Key] = []
         for start in range(0, len(names), per_call):
             chunk = names[start:start + per_call]
-            batch = np.stack([scale_to_unit(perturb_seed(base, nonce)) for nonce in chunk])
-            outputs = quantize_key(self._run(batch))[:, : target[0], : target[1], :]
-            for nonce, key_pixels in zip(chunk, outputs, strict=True):
-                key_pixels = np.ascontiguousarray(key_pixels)
-                record = make_record(
-                    key_pixels,
-                    model_sha256=self.model_sha256, model=self.model_path.name,
-                    seed_sha256=seed_sha256, seed=seed_label,
-                    nonce=nonce, nonce_scheme=NONCE_SCHEME if nonce is not None else None,
-                    generation_size=list(padded), provider=self.provider,
-                    package_version=keras_dkg.__version__, created=utc_now(),
-                )
-                keys.append(Key(key_pixels, record))
-        return keys
+            batch = np.stack([scale_to_unit(perturb_seed(job.base, nonce)) for nonce in chunk])
+            outputs = quantize_key(self._run(batch))[:, : job.target[0], : job.target[1], :]
+            del batch
+            for key_pixels in outputs:
+                yield np.ascontiguousarray(key_pixels)
+
+    def _tiled(self, job: KeyJob, nonce: str | None) -> np.ndarray:
+        """One key window by window: each window of the perturbed seed runs alone, its core is kept."""
+        seed = perturb_seed(job.base, nonce)
+        height, width = job.target
+        key = np.empty((height, width, 3), dtype=np.uint8)
+        for tile in job.plan.tiles:  # type: ignore[union-attr]
+            rows, cols = tile.core  # cores are >= 8 and the padding < 4: each one reaches into the key
+            bottom, right = min(rows.stop, height), min(cols.stop, width)
+            output = quantize_key(self._run(scale_to_unit(seed[tile.window])[None]))[0]
+            top, left = rows.start - tile.window[0].start, cols.start - tile.window[1].start
+            key[rows.start:bottom, cols.start:right] = output[top:top + bottom - rows.start,
+                                                              left:left + right - cols.start]
+        return key
+
+    def _key(self, job: KeyJob, nonce: str | None, pixels: np.ndarray) -> Key:
+        record = make_record(
+            pixels,
+            model_sha256=self.model_sha256, model=self.model_path.name,
+            seed_sha256=job.seed_sha256, seed=job.seed_label,
+            nonce=nonce, nonce_scheme=DESCRIPTIONS[self.nonce_scheme] if nonce is not None else None,
+            generation_size=list(job.generation_size), generation=job.generation, provider=self.provider,
+            package_version=keras_dkg.__version__, created=utc_now(),
+        )
+        return Key(pixels, record)

@@ -4,6 +4,11 @@ Writes KEY.png (lossless, H×W×3 uint8) and KEY.json (shape, fingerprint, model
 SHA-256, nonce, provider, version, time). `--count N` writes KEY_000.png … from N
 nonces in batched session runs: `--nonce X` gives nonces X:0 … X:N-1 (reproducible),
 otherwise fresh random ones.
+
+Every output (each KEY.png and KEY.json) is checked by `OutputGuard` before the model is
+loaded: never the seed or the model, never inside a key store, never an existing file
+without --overwrite. A key too large for one run is made in tiles; such a job first prints
+what memory and time it needs (stdout), then writes its keys one at a time.
 """
 
 from __future__ import annotations
@@ -13,12 +18,22 @@ import sys
 from pathlib import Path
 
 from keras_dkg.errors import InputError, OutputError, run_cli
-from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
+from keras_dkg.runtime.keygen import (
+    KeyGenerator,
+    KeyJob,
+    check_key_size,
+    estimate_peak_bytes,
+    estimate_seconds,
+    random_nonce,
+)
 from keras_dkg.runtime.keys import record_path_for
+from keras_dkg.runtime.nonces import DEFAULT_SCHEME, SCHEMES
+from keras_dkg.runtime.outputs import OutputGuard
 from keras_dkg.runtime.preprocess import parse_size
 from keras_dkg.runtime.providers import PROVIDER_CHOICES
 
 PROG = "dkg-keygen"
+MAX_COUNT = 10_000  # keys per run: the nonces and file names are made up front
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", required=True, help="seed image (PNG/TIFF/DICOM/...)")
     parser.add_argument("-o", "--output", required=True, help="key file KEY.png (record written as KEY.json)")
     parser.add_argument("--size", help="key size N or HxW (default: the seed's own size)")
-    parser.add_argument("--nonce", help="nonce that perturbs the seed (default: none for one key, random for --count)")
+    parser.add_argument("--nonce", help="nonce that gives this file its own key (default: none for one key, "
+                        "random for --count)")
+    parser.add_argument("--nonce-scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
+                        help="v2: one generator run, a keyed permutation of its key per nonce (keys as unrelated "
+                             "as independent keys with that histogram); v1: the first round's perturbed seed "
+                             "(default: %(default)s; docs/keys.md)")
     parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="onnxruntime provider (default: auto)")
     parser.add_argument("--count", type=int, default=1, help="number of keys (KEY_000.png, ...; default: 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing key files")
@@ -47,23 +67,39 @@ def nonces_for(nonce: str | None, count: int) -> list[str | None]:
     return [f"{base}:{index}" for index in range(count)]
 
 
+def job_note(job: KeyJob, count: int, generator: KeyGenerator) -> str:
+    """What a tiled job will need, said before it starts (its keys are written one at a time)."""
+    height, width = job.target
+    tiles = len(job.plan.tiles) if job.plan is not None else 1
+    side = job.plan.window if job.plan is not None else max(job.generation_size)
+    tiling = {"tile_pixels": generator.tile_pixels, "tile_overlap": generator.tile_overlap}
+    gib = estimate_peak_bytes(job.target, count, job.seed_nbytes, **tiling) / 2**30
+    seconds = estimate_seconds(job.target, count, **tiling)
+    return (f"{PROG}: {count} key(s) of {height}x{width} in {tiles} tiles of at most {side}x{side}: "
+            f"about {gib:.1f} GiB of memory and {seconds:.0f} s on a 2-core CPU")
+
+
 def run(args: argparse.Namespace) -> list[str]:
     if args.count < 1:
         raise InputError(f"--count must be at least 1, got {args.count}")
+    if args.count > MAX_COUNT:
+        raise InputError(f"--count {args.count} is over the limit of {MAX_COUNT} keys per run")
+    size = parse_size(args.size)
+    if size is not None:
+        check_key_size(size, f"--size {args.size}")
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise OutputError(f"{output}: keys are written as lossless .png files")
     targets = output_paths(output, args.count)
-    folder = output.parent if str(output.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{output}: output folder {folder} does not exist")
-    if not args.overwrite:
-        for path in targets:
-            for existing in (path, record_path_for(path)):
-                if existing.exists():
-                    raise OutputError(f"{existing}: exists; refusing to overwrite (use --overwrite)")
-    generator = KeyGenerator(args.model, provider=args.provider)
-    keys = generator.generate_many(args.seed, parse_size(args.size), nonces_for(args.nonce, args.count))
+    guard = OutputGuard(inputs={"seed": args.seed, "model": args.model}, overwrite=args.overwrite)
+    for path in targets:
+        guard.check_file(path, "key")
+        guard.check_file(record_path_for(path), "key record")
+    generator = KeyGenerator(args.model, provider=args.provider, nonce_scheme=args.nonce_scheme)
+    job = generator.prepare(args.seed, size)
+    if job.plan is not None:
+        print(job_note(job, args.count, generator), flush=True)
+    keys = generator.keys(job, nonces_for(args.nonce, args.count))
     lines, written = [], []
     try:
         for path, key in zip(targets, keys, strict=True):

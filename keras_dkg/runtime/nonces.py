@@ -62,11 +62,11 @@ def perturb_seed(seed_uint8: np.ndarray, nonce: str | int | None) -> np.ndarray:
     """v1: the nonce's deterministic perturbation of a preprocessed uint8 seed (None: unchanged)."""
     if nonce is None:
         return seed_uint8
-    rng = _rng(V1_LABEL, str(nonce))
-    noise = rng.integers(-V1_AMPLITUDE, V1_AMPLITUDE + 1, size=seed_uint8.shape, dtype=np.int16)
-    values = seed_uint8.astype(np.int16) + noise
-    values = np.abs(values)  # reflect below 0
-    values = np.where(values > 255, 510 - values, values)  # reflect above 255
+    values = _rng(V1_LABEL, str(nonce)).integers(-V1_AMPLITUDE, V1_AMPLITUDE + 1, size=seed_uint8.shape,
+                                                   dtype=np.int16)
+    values += seed_uint8  # in place in one int16 array: a big key's seed is big
+    np.abs(values, out=values)  # reflect below 0
+    np.subtract(510, values, out=values, where=values > 255)  # reflect above 255
     return values.astype(np.uint8)
 
 

@@ -24,6 +24,7 @@ PREPROCESSING_SPEC = (
     "resize INTER_AREA down / INTER_LINEAR up; x/127.5-1 -> float32 NHWC"
 )
 QUANTISATION_RULE = "uint8 = clip(round((y + 1) * 127.5), 0, 255)"
+_WINDOW_BAND_VALUES = 1 << 22  # values per float64 band in _window_to_uint8 (32 MB)
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
@@ -45,19 +46,30 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _window_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Min-max window to 0..255; medical data rarely uses its dtype's full range."""
-    values = array.astype(np.float64)
-    if not np.isfinite(values).all():
+    """Min-max window to 0..255; medical data rarely uses its dtype's full range.
+
+    Done in float64 a band of rows at a time (the same operations per value, so the same
+    bytes as one pass): a whole large seed in float64 costs 8 bytes per value per temporary.
+    """
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
         raise InputError("image contains NaN or infinite values")
-    low, high = float(values.min()), float(values.max())
+    low, high = float(array.min()), float(array.max())  # float() rounds monotonically: same as in float64
     if high <= low:
         return np.zeros(array.shape, dtype=np.uint8)
-    scaled = (values - low) * (255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    scale = 255.0 / (high - low)
+    result = np.empty(array.shape, dtype=np.uint8)
+    rows = max(1, _WINDOW_BAND_VALUES // max(1, array[0].size))
+    for start in range(0, array.shape[0], rows):
+        values = array[start:start + rows].astype(np.float64)
+        values -= low
+        values *= scale
+        np.rint(values, out=values)
+        result[start:start + rows] = np.clip(values, 0, 255, out=values)
+    return result
 
 
 def parse_size(size: int | tuple[int, int] | str | None) -> tuple[int, int] | None:
-    """Accept 256, (h, w) or "HxW"; return (h, w) or None."""
+    """Accept 256, (h, w) or "HxW"; return (h, w) or None. Anything else is one InputError."""
     if size is None:
         return None
     if isinstance(size, str):
@@ -66,10 +78,15 @@ def parse_size(size: int | tuple[int, int] | str | None) -> tuple[int, int] | No
             numbers = [int(p) for p in parts]
         except ValueError as exc:
             raise InputError(f"size {size!r} is not N or HxW") from exc
+        if len(numbers) > 2:  # "16x16x3": keys always have 3 channels, the size is H and W only
+            raise InputError(f"size {size!r} is not N or HxW (give height and width only; keys are RGB)")
         size = (numbers[0], numbers[0]) if len(numbers) == 1 else tuple(numbers)  # type: ignore[assignment]
     if isinstance(size, int | np.integer):
         size = (int(size), int(size))
-    height, width = (int(v) for v in size)  # type: ignore[union-attr]
+    try:
+        height, width = (int(v) for v in size)  # type: ignore[union-attr]
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"size {size!r} is not N or (height, width)") from exc
     if height <= 0 or width <= 0:
         raise InputError(f"size must be positive, got {height}x{width}")
     return height, width

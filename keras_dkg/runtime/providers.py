@@ -52,11 +52,20 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
+def _quiet_environment() -> None:
+    """No telemetry and no environment-level warnings (e.g. when HOME is not writable) on stderr:
+    onnxruntime's process-wide logger is separate from a session's log level."""
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+    ort.set_default_logger_severity(3)  # errors only; failed runs become one ModelError line
+
+
 def create_session(
     model: bytes, label: str, provider: str = "auto", options: ort.SessionOptions | None = None
 ) -> tuple[ort.InferenceSession, str]:
     """An InferenceSession over model bytes and the provider it actually uses."""
     providers = resolve_providers(provider)
+    _quiet_environment()
     try:
         session = ort.InferenceSession(model, options or session_options(), providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind types (InvalidProtobuf, Fail, ...)
