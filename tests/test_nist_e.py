@@ -190,3 +190,22 @@ def test_approximate_entropy_statistic_e(e_results):
     # chi2 = 2n(ln 2 - ApEn) must be small and positive for e (ApEn close to ln 2)
     assert 0 < math.log(2) - r.stats["apen"] < 1e-3
     assert r.stats["chi2"] == pytest.approx(2 * N_BITS * (math.log(2) - r.stats["apen"]))
+
+
+def test_sts_mode_reproduces_the_reference_implementation(e_bits, tmp_path, capsys):
+    """`dkg-analyze nist --sts` uses sts-2.1.2's constants: Appendix B's values for e, which
+    the spec's corrected constants (the default) do not give."""
+    import json
+
+    from keras_dkg.analysis import cli
+
+    source = tmp_path / "data.e"
+    source.write_bytes(b"".join(b"1" if bit else b"0" for bit in e_bits.tolist()))
+    tests = "overlapping_template,linear_complexity"
+    assert cli.main(["nist", str(source), "--sts", "--json", "--tests", tests]) == 0
+    sts = {r["name"]: r["p_values"][0] for r in json.loads(capsys.readouterr().out)["tests"]}
+    assert sts["overlapping_template"] == pytest.approx(0.110434, abs=TOL)
+    assert sts["linear_complexity"] == pytest.approx(0.826335, abs=TOL)
+    assert cli.main(["nist", str(source), "--json", "--tests", tests]) == 0
+    spec = {r["name"]: r["p_values"][0] for r in json.loads(capsys.readouterr().out)["tests"]}
+    assert spec["overlapping_template"] != pytest.approx(0.110434, abs=TOL)

@@ -4,8 +4,8 @@ Subcommands (names and JSON fields are relied on by other tools)::
 
     dkg-analyze keys DIR|FILES... [--pairs N] [--json] [--plots DIR]
     dkg-analyze cipher PLAIN CIPHER [--json] [--plots DIR]
-    dkg-analyze nist FILE [--json] [--tests a,b]
-    dkg-analyze baselines [--shape 256x256x3] [--seed N] [--nist] [--json]
+    dkg-analyze nist FILE [--json] [--tests a,b] [--sts]
+    dkg-analyze baselines [--shape 256x256x3] [--seed N] [--nist [--sts]] [--json]
     dkg-analyze modes [--key KEY.png] [--plain IMG] [--plain2 IMG] [--size 256] [--seed N] [--json]
 
 User mistakes (``DkgError``) print one line ``dkg-analyze: error: ...`` on stderr and
@@ -16,7 +16,6 @@ package only by ``nist`` and ``baselines --nist``.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import sys
@@ -293,6 +292,10 @@ def cmd_cipher(args) -> int:
 # --------------------------------------------------------------------------- nist
 
 
+STS_HELP = ("use the reference sts-2.1.2 constants (its pi tables for the overlapping template and linear "
+            "complexity tests) instead of the spec's corrected ones, to compare with papers that ran sts")
+
+
 def _import_nist():
     try:
         from keras_dkg.analysis.nist import read_bits, run_all
@@ -301,14 +304,11 @@ def _import_nist():
     return read_bits, run_all
 
 
-def _run_nist(run_all, bits, tests: list[str] | None):
-    """Call ``run_all`` with ``tests`` when it accepts it; otherwise filter by name."""
-    if tests and "tests" in inspect.signature(run_all).parameters:
-        return list(run_all(bits, tests=tests))
-    results = list(run_all(bits))
-    if tests:
-        results = [r for r in results if r.name in tests]
-    return results
+def _run_nist(run_all, bits, tests: list[str] | None, sts: bool = False):
+    """The tests (all by default); `sts`: the reference sts-2.1.2 constants (nist.STS_OPTIONS)."""
+    from keras_dkg.analysis.nist import STS_OPTIONS
+
+    return list(run_all(bits, tests=tests, options=STS_OPTIONS if sts else None))
 
 
 def _parse_tests(text: str | None) -> list[str] | None:
@@ -334,9 +334,10 @@ def cmd_nist(args) -> int:
     read_bits, run_all = _import_nist()
     tests = _parse_tests(args.tests)
     bits = read_bits(args.file)
-    results = [_nist_dict(r) for r in _run_nist(run_all, bits, tests)]
+    results = [_nist_dict(r) for r in _run_nist(run_all, bits, tests, args.sts)]
     if args.json:
-        _print_json({"file": str(args.file), "bits": int(len(bits)), "tests": results})
+        _print_json({"file": str(args.file), "bits": int(len(bits)), "constants": "sts-2.1.2" if args.sts else "spec",
+                     "tests": results})
         return 0
     rows = []
     for r in results:
@@ -376,7 +377,7 @@ def cmd_baselines(args) -> int:
         row.update(method=name, label=baselines_module.METHODS[name].label,
                    description=baselines_module.METHODS[name].description, gen_ms=1000.0 * min(times))
         if nist is not None:
-            results = [_nist_dict(r) for r in _run_nist(nist, np.unpackbits(key.reshape(-1)), None)]
+            results = [_nist_dict(r) for r in _run_nist(nist, np.unpackbits(key.reshape(-1)), None, args.sts)]
             counted = [r for r in results if r["passed"] is not None]
             row["nist_passed"] = sum(bool(r["passed"]) for r in counted)
             row["nist_applicable"] = len(counted)
@@ -518,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="FILE is raw bytes, a key image (PNG) or an ASCII file of '0'/'1'.")
     nist.add_argument("file", help="bit source")
     nist.add_argument("--tests", default=None, metavar="A,B", help="comma-separated test names (default: all)")
+    nist.add_argument("--sts", action="store_true", help=STS_HELP)
     _add_output(nist, plots=False)
     nist.set_defaults(handler=cmd_nist)
 
@@ -532,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="random adjacent pairs per direction for correlations")
     base.add_argument("--repeat", type=int, default=1, help="generate each key this many times; report the fastest")
     base.add_argument("--nist", action="store_true", help="also run the NIST SP 800-22 tests on each key")
+    base.add_argument("--sts", action="store_true", help=STS_HELP)
     _add_output(base)
     base.set_defaults(handler=cmd_baselines)
 

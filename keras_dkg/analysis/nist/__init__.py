@@ -22,7 +22,7 @@ from .io import bits_from_bytes, read_bits
 from .rank import gf2_rank, rank, rank_probabilities
 from .result import ALPHA, NistResult
 from .spectral import dft
-from .suite import MIN_BITS, TESTS, run_all
+from .suite import MIN_BITS, STS_OPTIONS, TESTS, run_all
 from .summary import summarize
 from .templates import (
     OVERLAPPING_PI_REV1A,
@@ -35,7 +35,7 @@ from .templates import (
 from .universal import universal
 
 __all__ = [
-    "ALPHA", "EXCURSION_STATES", "MIN_BITS", "OVERLAPPING_PI_REV1A", "TESTS", "VARIANT_STATES",
+    "ALPHA", "EXCURSION_STATES", "MIN_BITS", "OVERLAPPING_PI_REV1A", "STS_OPTIONS", "TESTS", "VARIANT_STATES",
     "NistResult", "approximate_entropy", "aperiodic_templates", "berlekamp_massey",
     "bits_from_bytes", "block_frequency", "cumulative_sums", "dft", "frequency", "gf2_rank",
     "linear_complexity", "longest_run", "non_overlapping_template", "overlapping_pi_approx",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -48,19 +47,16 @@ def read_bits(path: str | os.PathLike) -> np.ndarray:
     """Bits of a file: an image (pixels' bytes in C order, via
     ``keras_dkg.runtime.imageio.read_image``), an ASCII file of '0'/'1' characters such as
     the spec's ``data.e`` (detected by content: only 0/1/whitespace), or raw bytes."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded, regular_file
+
+    path = regular_file(path, "bit source")  # folders, FIFOs and devices refused by type
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty (0 bytes)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         from keras_dkg.runtime.imageio import read_image
 
         return bits_from_bytes(read_image(path))
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    raw = np.frombuffer(read_bounded(path, MAX_IMAGE_BYTES, "bit source"), dtype=np.uint8)
     ascii_bits = _ascii_bits(raw)
     if ascii_bits is not None:
         return ascii_bits
