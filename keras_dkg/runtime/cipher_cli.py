@@ -80,7 +80,8 @@ def encrypt_parser() -> argparse.ArgumentParser:
                                      "(the paper's), or --cipher hardened (HKDF + ChaCha20-Poly1305).",
                                      epilog="Whole folders: dkg-encrypt --batch IN_DIR -o OUT_DIR --keys KEY_DIR --model M.onnx "
                                      "--seed SEED [--jobs N] [--resume] (dkg-encrypt --batch x --help; docs/batch.md).")
-    parser.add_argument("image", help="plaintext image (PNG/TIFF 8/16-bit gray/RGB/RGBA, or any image OpenCV reads)")
+    parser.add_argument("image", help="plaintext: PNG/TIFF 8/16-bit gray/RGB/RGBA, 24-bit BMP or DICOM, read exactly "
+                        "as stored; anything that would not decrypt to its stored samples is refused (docs/formats.md)")
     parser.add_argument("-o", "--output", required=True, help="ciphertext file: .png or .tif (lossless only)")
     parser.add_argument("--key", help="an existing key: KEY.png with its KEY.json record")
     parser.add_argument("--model", help="generator .onnx: make a fresh key for this image (needs --seed, --keys)")
