@@ -1,7 +1,9 @@
 """Training checkpoints: weights of G and D, both optimizers' state, and the step.
 
 A checkpoint is a folder `ckpt-00000500/` holding `generator.weights.h5`,
-`discriminator.weights.h5`, `optimizers.npz` and `state.json`. It is written under a
+`discriminator.weights.h5`, `optimizers.npz`, `state.json` and, when the model has
+training state outside its networks (`model.state_variables`: the image pool), `state.npz`.
+It is written under a
 temporary name and renamed when complete, so a killed run never leaves a half checkpoint
 that `--resume` would pick up. The newest `keep` checkpoints are kept.
 """
@@ -39,6 +41,9 @@ def save(model, folder: str | Path, step: int, extra: dict | None = None, keep: 
     model.generator.save_weights(temporary / "generator.weights.h5")
     model.discriminator.save_weights(temporary / "discriminator.weights.h5")
     np.savez(temporary / "optimizers.npz", **_optimizer_arrays(model))
+    state = getattr(model, "state_variables", [])  # e.g. the image pool of --d-history
+    if state:
+        np.savez(temporary / "state.npz", **{f"s_{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(state)})
     (temporary / "state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temporary, final)
@@ -72,6 +77,11 @@ def restore(model, checkpoint: Path) -> dict:
                     )
                 for key, variable in zip(keys, variables, strict=True):
                     variable.assign(saved[key])
+        state = getattr(model, "state_variables", [])
+        if state:
+            with np.load(checkpoint / "state.npz") as saved:
+                for index, variable in enumerate(state):
+                    variable.assign(saved[f"s_{index:04d}"])
         return json.loads((checkpoint / "state.json").read_text())
     except (OSError, ValueError) as exc:
         raise TrainingError(f"{checkpoint}: cannot restore checkpoint ({exc})") from exc

@@ -6,6 +6,14 @@ at the training size and kept in memory (138 images at 256² are 27 MB). Which s
 and which domain image each step sees is fixed in advance from `--seed`: permutations
 per pass, independent for the two domains (unpaired). Step k therefore always sees the
 same pair, so a resumed run continues exactly where the interrupted one stopped.
+
+Two domain ablations of the key-quality study (docs/key_quality.md), both off by default:
+`gray_domain` repeats each domain image's first channel to three (the seeds are gray
+repeated to three channels, the chaotic domain's channels are independent byte planes; a
+luma mix of those would no longer be uniform), and `augment` gives each step's domain
+images a random cyclic crop (a crop of the image tiled 2×2, i.e. a circular shift, so the
+size and the byte histogram stay the same) and random horizontal/vertical flips, drawn in
+advance from `--seed` like the pairs.
 """
 
 from __future__ import annotations
@@ -50,6 +58,33 @@ def load_folder(folder: str | Path, size: int) -> ImageFolder:
     return ImageFolder(Path(folder), paths, pixels)
 
 
+def gray_domain(folder: ImageFolder) -> ImageFolder:
+    """The folder with every image's first channel repeated to three channels."""
+    return ImageFolder(folder.root, folder.paths, np.repeat(folder.pixels[..., :1], 3, axis=-1))
+
+
+def augment_parameters(steps: int, batch_size: int, size: tuple[int, int], seed: int) -> np.ndarray:
+    """steps×batch_size×4 int32: (shift down, shift right, flip left-right, flip up-down) per image.
+
+    Drawn from the third child of `SeedSequence(seed)` (the first two order the data), so
+    turning augmentation on does not change which images a step sees; drawn step by step,
+    so the first k rows do not depend on `steps` (a run extended with --resume continues).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+    highs = np.array([size[0], size[1], 2, 2])
+    return rng.integers(0, highs, size=(steps, batch_size, 4)).astype(np.int32)
+
+
+def augment_batch(images, parameters):
+    """Apply `augment_parameters` rows to a batch: circular shift, then the flips."""
+    def one(pair):
+        image, p = pair
+        image = tf.roll(image, shift=p[:2], axis=[0, 1])
+        image = tf.where(p[2] > 0, tf.reverse(image, [1]), image)
+        return tf.where(p[3] > 0, tf.reverse(image, [0]), image)
+    return tf.map_fn(one, (images, parameters), fn_output_signature=images.dtype)
+
+
 def step_indices(count: int, steps: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
     """steps×batch_size indices: concatenated random permutations of range(count)."""
     needed = steps * batch_size
@@ -63,16 +98,22 @@ def _to_unit(batch):
 
 
 def make_dataset(source: ImageFolder, domain: ImageFolder, steps: int, batch_size: int, seed: int,
-                 start_step: int = 0) -> tf.data.Dataset:
+                 start_step: int = 0, augment: bool = False) -> tf.data.Dataset:
     """Batches (source, domain) for steps start_step..steps-1, float32 in [-1, 1]."""
     source_rng, domain_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     source_order = step_indices(len(source), steps, batch_size, source_rng)
     domain_order = step_indices(len(domain), steps, batch_size, domain_rng)
     source_pixels = tf.constant(source.pixels)
     domain_pixels = tf.constant(domain.pixels)
-    indices = tf.data.Dataset.from_tensor_slices((source_order[start_step:], domain_order[start_step:]))
-    return indices.map(
-        lambda s, d: (_to_unit(tf.gather(source_pixels, s)), _to_unit(tf.gather(domain_pixels, d))),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    if augment:
+        parameters = augment_parameters(steps, batch_size, domain.pixels.shape[1:3], seed)[start_step:]
+        indices = tf.data.Dataset.from_tensor_slices((source_order[start_step:], domain_order[start_step:], parameters))
+
+        def pair(s, d, p):
+            return _to_unit(tf.gather(source_pixels, s)), _to_unit(augment_batch(tf.gather(domain_pixels, d), p))
+    else:
+        indices = tf.data.Dataset.from_tensor_slices((source_order[start_step:], domain_order[start_step:]))
+
+        def pair(s, d):
+            return _to_unit(tf.gather(source_pixels, s)), _to_unit(tf.gather(domain_pixels, d))
+    return indices.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

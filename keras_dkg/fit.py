@@ -26,13 +26,23 @@ from keras_dkg.export.source import quiet
 
 # keras_dkg.model imports TensorFlow, which prints absl/oneDNN banners on stderr at import
 # even at TF_CPP_MIN_LOG_LEVEL=2: hold them back, so an error stays the one line on stderr.
-with quiet():
-    from keras_dkg.model import BETA_1, BETA_2, LEARNING_RATE, LOSS_KINDS
+try:
+    with quiet():
+        from keras_dkg.model import BETA_1, BETA_2, LEARNING_RATE, LOSS_KINDS
+except ModuleNotFoundError as _exc:  # a runtime-only install: main() says which extra to install
+    _MISSING: ModuleNotFoundError | None = _exc
+else:
+    _MISSING = None
 
 log = logging.getLogger("keras_dkg.fit")
 # Options that must match for --resume to continue the same run.
 RESUME_KEYS = ("image_size", "batch_size", "seed", "loss", "learning_rate", "beta_1", "beta_2",
-               "residual_blocks", "domain_kind", "source", "domain")
+               "residual_blocks", "domain_kind", "source", "domain", "g_learning_rate", "d_learning_rate",
+               "d_history", "instance_noise", "instance_noise_anneal", "r1_gamma", "d_spectral_norm",
+               "domain_gray", "domain_augment")
+# What a run recorded before the key-quality ablations existed used (docs/key_quality.md).
+ABLATION_DEFAULTS = {"d_history": 0, "instance_noise": 0.0, "instance_noise_anneal": None, "r1_gamma": 0.0,
+                     "d_spectral_norm": False, "domain_gray": False, "domain_augment": False}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--residual-blocks", type=int, default=6, help="generator residual blocks (Table XVI: 3/6/9/12)")
     train.add_argument("--seed", type=int, default=0, help="seeds weights and data order; a CPU run is repeatable")
     train.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    aids = parser.add_argument_group("key-quality ablations (docs/key_quality.md; the defaults are the paper's)")
+    aids.add_argument("--g-lr", type=float, help="generator learning rate (TTUR); None: the --lr value")
+    aids.add_argument("--d-lr", type=float, help="discriminator learning rate (TTUR); None: the --lr value")
+    aids.add_argument("--d-history", type=int, default=0, metavar="N",
+                      help="CycleGAN image pool of N old fakes for D's update (CycleGAN: 50); 0 = off")
+    aids.add_argument("--instance-noise", type=float, default=0.0, metavar="SIGMA",
+                      help="Gaussian noise of this sigma (in [-1, 1] units) on D's inputs, annealed linearly to 0")
+    aids.add_argument("--instance-noise-anneal", type=int, metavar="STEPS",
+                      help="step at which the instance noise reaches 0; None: the --steps value")
+    aids.add_argument("--r1", type=float, default=0.0, metavar="GAMMA",
+                      help="R1 penalty (GAMMA/2)·||grad D(real)||² in D's loss; 0 = off")
+    aids.add_argument("--d-spectral-norm", action="store_true", help="spectral normalization on every D convolution")
+    aids.add_argument("--domain-gray", action="store_true",
+                      help="domain images as their first channel repeated to 3 channels (the seeds are gray)")
+    aids.add_argument("--domain-augment", action="store_true",
+                      help="random cyclic crops and flips of the domain images")
     run = parser.add_argument_group("run")
     run.add_argument("--out", default="runs/dkg", help="run folder")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -68,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from(args: argparse.Namespace) -> dict:
+    if args.instance_noise_anneal is not None and not args.instance_noise:
+        raise TrainingError("--instance-noise-anneal needs --instance-noise SIGMA > 0")
     domain_kind = None if args.domain else (args.domain_kind or "chaotic")
     return {
         "source": str(Path(args.source).resolve()) if args.source else "embedded",
@@ -77,6 +105,13 @@ def options_from(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size, "learning_rate": args.lr, "beta_1": args.beta1, "beta_2": args.beta2,
         "loss": args.loss, "residual_blocks": args.residual_blocks, "seed": args.seed,
         "jit_compile": args.jit_compile, "checkpoint_every": args.checkpoint_every,
+        "g_learning_rate": args.lr if args.g_lr is None else args.g_lr,
+        "d_learning_rate": args.lr if args.d_lr is None else args.d_lr,
+        "d_history": args.d_history, "instance_noise": args.instance_noise,
+        "instance_noise_anneal": (None if not args.instance_noise
+                                  else args.steps if args.instance_noise_anneal is None else args.instance_noise_anneal),
+        "r1_gamma": args.r1, "d_spectral_norm": args.d_spectral_norm,
+        "domain_gray": args.domain_gray, "domain_augment": args.domain_augment,
     }
 
 
@@ -86,14 +121,35 @@ def validate(options: dict) -> None:
     for name in ("steps", "batch_size", "checkpoint_every"):
         if options[name] < 1:
             raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
-    if not options["learning_rate"] > 0:
-        raise TrainingError(f"--lr must be positive, got {options['learning_rate']}")
+    for flag, name in (("--lr", "learning_rate"), ("--g-lr", "g_learning_rate"), ("--d-lr", "d_learning_rate")):
+        if not options[name] > 0:
+            raise TrainingError(f"{flag} must be positive, got {options[name]}")
+    for flag, name in (("--d-history", "d_history"), ("--instance-noise", "instance_noise"), ("--r1", "r1_gamma")):
+        if not options[name] >= 0:
+            raise TrainingError(f"{flag} must be at least 0, got {options[name]}")
+    if options["instance_noise_anneal"] is not None and options["instance_noise_anneal"] < 1:
+        raise TrainingError(f"--instance-noise-anneal must be at least 1, got {options['instance_noise_anneal']}")
+
+
+def _check_run_folder(out: Path, options: dict) -> None:
+    """The output rule (runtime.outputs): a run folder is never an input, inside one, or in a key store."""
+    from keras_dkg.runtime.outputs import OutputGuard
+
+    inputs = {"source folder": None if options["source"] == "embedded" else options["source"],
+              "domain folder": options["domain"], "seed image": options["seed_image"]}
+    OutputGuard(inputs=inputs).check_folder(out, "run folder")
+    for label in ("source folder", "domain folder"):
+        folder = inputs[label]
+        if folder and Path(os.path.realpath(out)).is_relative_to(os.path.realpath(folder)):
+            raise TrainingError(f"{out}: is inside the {label} {folder}; the run's own images would be read as "
+                                "training data (choose an --out outside it)")
 
 
 def prepare_run_folder(out: Path, options: dict, resume: bool) -> dict | None:
     """Create or reopen the run folder; return the previous run.json when resuming."""
     from keras_dkg import checkpoints
 
+    _check_run_folder(out, options)
     record = out / "run.json"
     has_checkpoints = bool(checkpoints.list_checkpoints(out / "checkpoints"))
     if not resume:
@@ -109,13 +165,22 @@ def prepare_run_folder(out: Path, options: dict, resume: bool) -> dict | None:
             raise ValueError("not a JSON object")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise TrainingError(f"{record}: cannot read the run settings to resume ({exc}); use a new --out") from exc
-    changed = [k for k in RESUME_KEYS if previous.get("options", {}).get(k) != options[k]]
+    recorded = previous.get("options", {})
+    legacy = {**ABLATION_DEFAULTS, "g_learning_rate": recorded.get("learning_rate"),
+              "d_learning_rate": recorded.get("learning_rate")}
+    changed = [k for k in RESUME_KEYS if recorded.get(k, legacy.get(k)) != options[k]]
     if changed:
         raise TrainingError(f"{out}: --resume with different settings ({', '.join(changed)}); use a new --out")
     return previous
 
 
+def _missing_training_stack() -> None:
+    raise _MISSING  # type: ignore[misc]  # run_cli turns it into one line naming the extra
+
+
 def main(argv: list[str] | None = None) -> int:
+    if _MISSING is not None:
+        return run_cli("keras_dkg.fit", _missing_training_stack)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
 

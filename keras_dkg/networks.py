@@ -14,6 +14,13 @@ Choices the paper leaves open (docs/architecture.md explains each):
   the last generator convolution and the first/last discriminator convolutions do;
 * instance norm is affine (gamma, beta) with epsilon 1e-5 (PyTorch's);
 * weights start from N(0, 0.02) as in CycleGAN.
+
+`build_discriminator(spectral_norm=True)` makes every D convolution a `SpectralConv2D`
+(Miyato et al. 2018), an ablation of the key-quality study that bounds how sharp D can
+get; off by default. Not Keras' SpectralNormalization wrapper: Keras 3.15 does not restore
+a wrapped layer's weights from `save_weights` files (it warns and keeps fresh ones), which
+would silently reset D on --resume; and the wrapper rescales the kernel in place, so its
+gradient ignores the normalization.
 """
 
 from __future__ import annotations
@@ -82,6 +89,58 @@ class InstanceNormalization(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+@keras.saving.register_keras_serializable(package="keras_dkg")
+class SpectralConv2D(layers.Conv2D):
+    """Conv2D with kernel W / sigma(W), sigma from one power iteration per training call.
+
+    W is reshaped to (kh·kw·cin, cout) as in Miyato et al.; the running estimate of the
+    top right-singular vector `vector_u` is a non-trainable weight, so it is checkpointed.
+    The gradient flows through sigma(W) (u and v are constants of the step).
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.vector_u = self.add_weight(shape=(1, self.filters), initializer=_weights(), trainable=False,
+                                        name="vector_u")
+
+    def normalized_kernel(self, training: bool = False):
+        """W / sigma(W); with `training`, first one power-iteration step updates `vector_u`."""
+        matrix = ops.reshape(self.kernel, (-1, self.filters))
+        u = self.vector_u
+        v = _unit(ops.matmul(u, ops.transpose(matrix)))
+        u = _unit(ops.matmul(v, matrix))
+        if training:
+            self.vector_u.assign(u)
+        u, v = ops.stop_gradient(u), ops.stop_gradient(v)
+        sigma = ops.sum(ops.matmul(v, matrix) * u)
+        return self.kernel / sigma
+
+    def _own_variables(self) -> list:
+        return [self._kernel, *([self.bias] if self.use_bias else []), self.vector_u]
+
+    def save_own_variables(self, store):
+        """Conv2D saves only kernel and bias; `vector_u` must survive a checkpoint too."""
+        if self.built:
+            for index, variable in enumerate(self._own_variables()):
+                store[str(index)] = variable
+
+    def load_own_variables(self, store):
+        self._check_load_own_variables(store)
+        if self.built:
+            for index, variable in enumerate(self._own_variables()):
+                variable.assign(store[str(index)])
+
+    def call(self, inputs, training=False):
+        outputs = self.convolution_op(inputs, self.normalized_kernel(training))
+        if self.use_bias:
+            outputs = ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters)))
+        return outputs
+
+
+def _unit(x):
+    return x / ops.sqrt(ops.sum(ops.square(x)) + 1e-12)
+
+
 def _weights(mean: float = 0.0):
     """A fresh N(mean, 0.02) initializer per layer.
 
@@ -142,16 +201,23 @@ def build_generator(num_residual_blocks: int = DEFAULT_RESIDUAL_BLOCKS, name: st
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_discriminator(name: str = "discriminator") -> keras.Model:
+def build_discriminator(name: str = "discriminator", spectral_norm: bool = False) -> keras.Model:
     """Table II: PatchGAN, 4×4 convs 3→16/2 →32/2 →64/2 →128/1 →1/1; outputs logits."""
+
+    def conv(filters: int, strides: int, bias: bool, layer_name: str):
+        if not spectral_norm:
+            return _conv(filters, 4, strides=strides, bias=bias, name=layer_name)
+        return SpectralConv2D(filters, 4, strides=strides, padding="same", use_bias=bias,
+                              kernel_initializer=_weights(), name=layer_name)
+
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    x = _conv(DISCRIMINATOR_FILTERS[0], 4, strides=2, bias=True, name="state1_conv")(inputs)
+    x = conv(DISCRIMINATOR_FILTERS[0], 2, True, "state1_conv")(inputs)
     x = layers.LeakyReLU(0.2, name="state1_lrelu")(x)
     for index, filters in enumerate(DISCRIMINATOR_FILTERS[1:], start=2):
         strides = 2 if index < len(DISCRIMINATOR_FILTERS) else 1
-        x = _conv(filters, 4, strides=strides, name=f"state{index}_conv")(x)
+        x = conv(filters, strides, False, f"state{index}_conv")(x)
         x = InstanceNormalization(name=f"state{index}_norm")(x)
         x = layers.LeakyReLU(0.2, name=f"state{index}_lrelu")(x)
-    outputs = _conv(1, 4, bias=True, name="state5_conv")(x)
+    outputs = conv(1, 1, True, "state5_conv")(x)
     outputs = layers.Activation("linear", name="logits", dtype="float32")(outputs)
     return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,5 @@
+import sys
+
+from keras_dkg.diagnose.cli import main
+
+sys.exit(main())

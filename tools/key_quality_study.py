@@ -1,0 +1,116 @@
+"""Key-quality ablation grid: each cell trains with the real `python -m keras_dkg.fit`, then
+`python -m keras_dkg.diagnose` measures its keys on the held-back seed (docs/key_quality.md).
+
+    nice -n 15 python tools/key_quality_study.py --out runs/key_quality [--steps 300] [--size 64]
+        [--seeds 0 1] [--cells paper pool ...] [--residual-blocks 6]
+
+Every (cell, training seed) is its own run folder under --out, so a stopped study continues
+where it stopped (finished runs with a diagnosis are reused). Writes --out/results.json
+and prints a Markdown table of the means over the training seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CELLS = {
+    "paper": [],
+    "pool50": ["--d-history", "50"],
+    "noise0.1": ["--instance-noise", "0.1"],
+    "r1=1": ["--r1", "1"],
+    "spectral": ["--d-spectral-norm"],
+    "ttur-d/4": ["--d-lr", "5e-5"],
+    "gray": ["--domain-gray"],
+    "augment": ["--domain-augment"],
+}
+COLUMNS = [  # (header, path into the diagnosis, format)
+    ("entropy", ("keys", "bytes", "entropy_per_image"), "{:.4f}"),
+    ("χ² p", ("keys", "bytes", "chi2_p_pooled"), "{:.2g}"),
+    ("0/255 share", ("saturated",), "{:.4f}"),
+    ("NPCR %", ("one_pixel", "npcr"), "{:.1f}"),
+    ("UACI %", ("one_pixel", "uaci"), "{:.1f}"),
+    ("nonce equal %", ("nonce_equal_pct",), "{:.2f}"),
+    ("lag-1 |r|", ("lag1",), "{:.3f}"),
+    ("spectrum peak×median", ("keys", "spectrum", "peaks", 0, "times_median"), "{:.0f}"),
+    ("d_loss end", ("d_loss_end",), "{:.3f}"),
+    ("D acc end", ("d_acc_end",), "{:.2f}"),
+]
+
+
+def run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-2000:]}")
+
+
+def measure(out: Path, cell: str, seed: int, args: argparse.Namespace) -> dict:
+    run_dir = out / cell / f"seed{seed}"
+    report_path = run_dir / "diagnosis.json"
+    if not report_path.is_file():
+        if not (run_dir / "generator.keras").is_file():
+            resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
+            run([sys.executable, "-m", "keras_dkg.fit", "--steps", str(args.steps), "--image-size", str(args.size),
+                 "--residual-blocks", str(args.residual_blocks), "--seed", str(seed), "--out", str(run_dir),
+                 "--checkpoint-every", str(max(1, args.steps // 4)), "--no-progress", *resume, *CELLS[cell]])
+        run([sys.executable, "-m", "keras_dkg.diagnose", str(run_dir), "--json", str(report_path),
+             "--nonces", str(args.nonces)])
+    report = json.loads(report_path.read_text())
+    curves = report["training"]
+    tail = slice(-max(1, len(curves["steps"]) // 10), None)  # the last tenth of training
+    bytes_ = report["keys"]["bytes"]
+    auto = report["keys"]["autocorrelation"]
+    return {**report, "saturated": bytes_["zero_share"] + bytes_["full_share"],
+            "nonce_equal_pct": 100 * report["nonce_keys"]["equal_share"],
+            "lag1": max(abs(auto["horizontal"][0]), abs(auto["vertical"][0])),
+            "d_loss_end": float(np.mean(curves["d_loss"][tail])),
+            "d_acc_end": float(np.mean([(a + b) / 2 for a, b in zip(curves["d_acc_real"][tail],
+                                                                    curves["d_acc_fake"][tail], strict=True)]))}
+
+
+def value(result: dict, path: tuple):
+    for key in path:
+        result = result[key]
+    return float(result)
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    lines = ["| cell | " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for cell, runs in results.items():
+        cells = []
+        for _, path, fmt in COLUMNS:
+            values = [value(r, path) for r in runs]
+            spread = f" ({fmt.format(min(values))}–{fmt.format(max(values))})" if len(values) > 1 else ""
+            cells.append(fmt.format(float(np.mean(values))) + spread)
+        lines.append(f"| {cell} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/key_quality")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
+    parser.add_argument("--residual-blocks", type=int, default=6)
+    parser.add_argument("--nonces", type=int, default=8)
+    args = parser.parse_args()
+    out = Path(args.out)
+    results = {}
+    for cell in args.cells:
+        results[cell] = [measure(out, cell, seed, args) for seed in args.seeds]
+        print(f"{cell}: done", file=sys.stderr, flush=True)
+    summary = {cell: [{k: v for k, v in r.items() if k not in ("options", "training")} for r in runs]
+               for cell, runs in results.items()}
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "cells": CELLS, "results": summary}, indent=2))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
