@@ -1,10 +1,11 @@
-# `make demo`: set up and train a small DeepKeyGen on the embedded data, then make keys.
+# `make demo`: set up and train a small DeepKeyGen on the embedded data (recipe DEMO_RECIPE), then make keys.
 # `make test`: set up and run the test suite. Both create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= train-cpu,analysis,dicom,hardened,dev
 DEMO_DIR ?= runs/demo
+DEMO_RECIPE ?= recommended
 DEMO_ARGS ?= --image-size 128 --steps 1000 --checkpoint-every 250
 
 .PHONY: setup demo test lint bench clean
@@ -18,7 +19,7 @@ $(BIN)/.installed: setup.cfg setup.py pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/python tools/demo.py --out $(DEMO_DIR) $(DEMO_ARGS)
+	$(BIN)/python tools/demo.py --out $(DEMO_DIR) --recipe $(DEMO_RECIPE) $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q

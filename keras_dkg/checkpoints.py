@@ -2,7 +2,8 @@
 
 A checkpoint is a folder `ckpt-00000500/` holding `generator.weights.h5`,
 `discriminator.weights.h5`, `optimizers.npz`, `state.json` and, when the model has
-training state outside its networks (`model.state_variables`: the image pool), `state.npz`.
+training state outside its networks (`model.state_variables`: the image pool, the key
+predictor's weights and optimizer), `state.npz`.
 It is written under a
 temporary name and renamed when complete, so a killed run never leaves a half checkpoint
 that `--resume` would pick up. The newest `keep` checkpoints are kept.
@@ -41,7 +42,7 @@ def save(model, folder: str | Path, step: int, extra: dict | None = None, keep: 
     model.generator.save_weights(temporary / "generator.weights.h5")
     model.discriminator.save_weights(temporary / "discriminator.weights.h5")
     np.savez(temporary / "optimizers.npz", **_optimizer_arrays(model))
-    state = getattr(model, "state_variables", [])  # e.g. the image pool of --d-history
+    state = getattr(model, "state_variables", [])  # the --d-history pool, the --predictor-weight P
     if state:
         np.savez(temporary / "state.npz", **{f"s_{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(state)})
     (temporary / "state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=2))

@@ -16,11 +16,13 @@ import os
 import platform
 import sys
 import time
+from argparse import SUPPRESS
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras_dkg
+from keras_dkg import recipes
 from keras_dkg.errors import DkgError, TrainingError, run_cli
 from keras_dkg.export.source import quiet
 
@@ -28,7 +30,7 @@ from keras_dkg.export.source import quiet
 # even at TF_CPP_MIN_LOG_LEVEL=2: hold them back, so an error stays the one line on stderr.
 try:
     with quiet():
-        from keras_dkg.model import BETA_1, BETA_2, LEARNING_RATE, LOSS_KINDS
+        from keras_dkg.model import LOSS_KINDS
 except ModuleNotFoundError as _exc:  # a runtime-only install: main() says which extra to install
     _MISSING: ModuleNotFoundError | None = _exc
 else:
@@ -39,10 +41,46 @@ log = logging.getLogger("keras_dkg.fit")
 RESUME_KEYS = ("image_size", "batch_size", "seed", "loss", "learning_rate", "beta_1", "beta_2",
                "residual_blocks", "domain_kind", "source", "domain", "g_learning_rate", "d_learning_rate",
                "d_history", "instance_noise", "instance_noise_anneal", "r1_gamma", "d_spectral_norm",
-               "domain_gray", "domain_augment")
+               "domain_gray", "domain_augment", "sensitivity_weight", "uniformity_weight", "predictor_weight")
 # What a run recorded before the key-quality ablations existed used (docs/key_quality.md).
 ABLATION_DEFAULTS = {"d_history": 0, "instance_noise": 0.0, "instance_noise_anneal": None, "r1_gamma": 0.0,
-                     "d_spectral_norm": False, "domain_gray": False, "domain_augment": False}
+                     "d_spectral_norm": False, "domain_gray": False, "domain_augment": False,
+                     "sensitivity_weight": 0.0, "uniformity_weight": 0.0, "predictor_weight": 0.0}
+
+
+def _paper(dest: str) -> str:
+    """Help suffix: a recipe option has no argparse default (unset means "the recipe's")."""
+    return f" (paper: {recipes.PAPER[dest]})"
+
+
+def apply_recipe(args: argparse.Namespace, recorded: str | None = None) -> dict:
+    """Fill every recipe option the command line left unset; return {"recipe", "recipe_overrides"}.
+
+    The recipe is --recipe, else `recorded` (what a resumed run's run.json names, so
+    `--resume` needs no --recipe repeated and resolves to the same options), else the
+    paper's. recipe_overrides lists the explicit flags that differ from the recipe.
+    """
+    name = args.recipe if hasattr(args, "recipe") else recorded or recipes.DEFAULT
+    values = recipes.recipe_values(name)
+    overrides = {}
+    for dest, value in values.items():
+        if hasattr(args, dest):
+            if getattr(args, dest) != value:
+                overrides[dest] = getattr(args, dest)
+        else:
+            setattr(args, dest, value)
+    args.recipe = name
+    return {"recipe": name, "recipe_overrides": overrides}
+
+
+def recorded_recipe(out: Path) -> str | None:
+    """The recipe a run folder's run.json names; None if unreadable (prepare_run_folder reports that)."""
+    try:
+        recorded = json.loads((out / "run.json").read_text(encoding="utf-8"))["options"]
+        name = recorded.get("recipe", recipes.DEFAULT) if isinstance(recorded, dict) else None
+        return name if isinstance(name, str) else None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,29 +99,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=int, default=256, help="square training size, multiple of 4 (paper: 256)")
     train.add_argument("--steps", type=int, default=20000, help="training steps (paper: 20000)")
     train.add_argument("--batch-size", type=int, default=1, help="global batch size (paper: 1)")
-    train.add_argument("--lr", type=float, default=LEARNING_RATE, help="Adam learning rate for G and D")
-    train.add_argument("--beta1", type=float, default=BETA_1, help="Adam beta_1")
-    train.add_argument("--beta2", type=float, default=BETA_2, help="Adam beta_2")
-    train.add_argument("--loss", choices=LOSS_KINDS, default="bce", help="bce: the paper's log loss; lsgan: CycleGAN's")
-    train.add_argument("--residual-blocks", type=int, default=6, help="generator residual blocks (Table XVI: 3/6/9/12)")
+    train.add_argument("--recipe", default=SUPPRESS, metavar="|".join(recipes.RECIPES),
+                       help="named option values (keras_dkg/recipes.py; docs/key_quality.md); explicit flags win. "
+                            f"Default: {recipes.DEFAULT}, or with --resume the recipe the run recorded")
+    train.add_argument("--lr", type=float, default=SUPPRESS, help="Adam learning rate for G and D" + _paper("lr"))
+    train.add_argument("--beta1", type=float, default=SUPPRESS, help="Adam beta_1" + _paper("beta1"))
+    train.add_argument("--beta2", type=float, default=SUPPRESS, help="Adam beta_2" + _paper("beta2"))
+    train.add_argument("--loss", choices=LOSS_KINDS, default=SUPPRESS,
+                       help="bce: the paper's log loss; lsgan: CycleGAN's" + _paper("loss"))
+    train.add_argument("--residual-blocks", type=int, default=SUPPRESS,
+                       help="generator residual blocks (Table XVI: 3/6/9/12)" + _paper("residual_blocks"))
     train.add_argument("--seed", type=int, default=0, help="seeds weights and data order; a CPU run is repeatable")
     train.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
-    aids = parser.add_argument_group("key-quality ablations (docs/key_quality.md; the defaults are the paper's)")
-    aids.add_argument("--g-lr", type=float, help="generator learning rate (TTUR); None: the --lr value")
-    aids.add_argument("--d-lr", type=float, help="discriminator learning rate (TTUR); None: the --lr value")
-    aids.add_argument("--d-history", type=int, default=0, metavar="N",
-                      help="CycleGAN image pool of N old fakes for D's update (CycleGAN: 50); 0 = off")
-    aids.add_argument("--instance-noise", type=float, default=0.0, metavar="SIGMA",
-                      help="Gaussian noise of this sigma (in [-1, 1] units) on D's inputs, annealed linearly to 0")
-    aids.add_argument("--instance-noise-anneal", type=int, metavar="STEPS",
-                      help="step at which the instance noise reaches 0; None: the --steps value")
-    aids.add_argument("--r1", type=float, default=0.0, metavar="GAMMA",
-                      help="R1 penalty (GAMMA/2)·||grad D(real)||² in D's loss; 0 = off")
-    aids.add_argument("--d-spectral-norm", action="store_true", help="spectral normalization on every D convolution")
-    aids.add_argument("--domain-gray", action="store_true",
-                      help="domain images as their first channel repeated to 3 channels (the seeds are gray)")
-    aids.add_argument("--domain-augment", action="store_true",
-                      help="random cyclic crops and flips of the domain images")
+    aids = parser.add_argument_group("key-quality ablations (docs/key_quality.md; unset: the --recipe's value)")
+    aids.add_argument("--g-lr", type=float, default=SUPPRESS,
+                      help="generator learning rate (TTUR); None: the --lr value" + _paper("g_lr"))
+    aids.add_argument("--d-lr", type=float, default=SUPPRESS,
+                      help="discriminator learning rate (TTUR); None: the --lr value" + _paper("d_lr"))
+    aids.add_argument("--d-history", type=int, default=SUPPRESS, metavar="N",
+                      help="CycleGAN image pool of N old fakes for D's update (CycleGAN: 50); 0 = off"
+                      + _paper("d_history"))
+    aids.add_argument("--instance-noise", type=float, default=SUPPRESS, metavar="SIGMA",
+                      help="Gaussian noise of this sigma (in [-1, 1] units) on D's inputs, annealed linearly to 0"
+                      + _paper("instance_noise"))
+    aids.add_argument("--instance-noise-anneal", type=int, default=SUPPRESS, metavar="STEPS",
+                      help="step at which the instance noise reaches 0; None: the --steps value"
+                      + _paper("instance_noise_anneal"))
+    aids.add_argument("--r1", type=float, default=SUPPRESS, metavar="GAMMA",
+                      help="R1 penalty (GAMMA/2)·||grad D(real)||² in D's loss; 0 = off" + _paper("r1"))
+    aids.add_argument("--d-spectral-norm", action=argparse.BooleanOptionalAction, default=SUPPRESS,
+                      help="spectral normalization on every D convolution" + _paper("d_spectral_norm"))
+    aids.add_argument("--domain-gray", action=argparse.BooleanOptionalAction, default=SUPPRESS,
+                      help="domain images as their first channel repeated to 3 channels (the seeds are gray)"
+                      + _paper("domain_gray"))
+    aids.add_argument("--domain-augment", action=argparse.BooleanOptionalAction, default=SUPPRESS,
+                      help="random cyclic crops and flips of the domain images" + _paper("domain_augment"))
+    aids.add_argument("--sensitivity-weight", type=float, default=SUPPRESS, metavar="W",
+                      help="G term: keys of the seed, of it with one pixel changed and of its v1 nonce "
+                           "perturbation should differ like independent uniform keys; 0 = off")
+    aids.add_argument("--uniformity-weight", type=float, default=SUPPRESS, metavar="W",
+                      help="G term: KL divergence of the key's soft 32-bin byte histogram from uniform; 0 = off")
+    aids.add_argument("--predictor-weight", type=float, default=SUPPRESS, metavar="W",
+                      help="G term against an adversarial predictor of hidden key pixels (De Bernardi et al. "
+                           "2018); 0 = off")
     run = parser.add_argument_group("run")
     run.add_argument("--out", default="runs/dkg", help="run folder")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -94,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from(args: argparse.Namespace) -> dict:
+    """The resolved options of a run (apply_recipe first); what run.json records and resume compares."""
     if args.instance_noise_anneal is not None and not args.instance_noise:
         raise TrainingError("--instance-noise-anneal needs --instance-noise SIGMA > 0")
     domain_kind = None if args.domain else (args.domain_kind or "chaotic")
@@ -112,6 +171,8 @@ def options_from(args: argparse.Namespace) -> dict:
                                   else args.steps if args.instance_noise_anneal is None else args.instance_noise_anneal),
         "r1_gamma": args.r1, "d_spectral_norm": args.d_spectral_norm,
         "domain_gray": args.domain_gray, "domain_augment": args.domain_augment,
+        "sensitivity_weight": args.sensitivity_weight, "uniformity_weight": args.uniformity_weight,
+        "predictor_weight": args.predictor_weight,
     }
 
 
@@ -124,7 +185,9 @@ def validate(options: dict) -> None:
     for flag, name in (("--lr", "learning_rate"), ("--g-lr", "g_learning_rate"), ("--d-lr", "d_learning_rate")):
         if not options[name] > 0:
             raise TrainingError(f"{flag} must be positive, got {options[name]}")
-    for flag, name in (("--d-history", "d_history"), ("--instance-noise", "instance_noise"), ("--r1", "r1_gamma")):
+    for flag, name in (("--d-history", "d_history"), ("--instance-noise", "instance_noise"), ("--r1", "r1_gamma"),
+                       ("--sensitivity-weight", "sensitivity_weight"), ("--uniformity-weight", "uniformity_weight"),
+                       ("--predictor-weight", "predictor_weight")):
         if not options[name] >= 0:
             raise TrainingError(f"{flag} must be at least 0, got {options[name]}")
     if options["instance_noise_anneal"] is not None and options["instance_noise_anneal"] < 1:
@@ -195,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) one training; return the summary that is also stored in run.json."""
-    options = options_from(args)
-    validate(options)
     out = Path(args.out)
+    recipe = apply_recipe(args, recorded_recipe(out) if args.resume else None)
+    options = options_from(args) | recipe
+    validate(options)
     before = sorted(out.iterdir()) if out.is_dir() else None
     previous = prepare_run_folder(out, options, args.resume)
     try:

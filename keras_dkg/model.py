@@ -6,6 +6,10 @@ log(1 − D(G(x))). As usual (Goodfellow et al.) G is trained with the non-satur
 `loss="lsgan"` swaps in the least-squares losses CycleGAN uses. D and G are updated
 alternately in every step, D first, as in the paper's Algorithm 1.
 
+Beyond the paper, `KeyObjectives` (keras_dkg.objectives) may add key terms to G's loss and
+an adversarial predictor P, updated between D and G; with all weights 0 (the default) the
+step is exactly the paper's.
+
 Losses are averaged per replica with `tf.nn.compute_average_loss`, so gradients summed
 across a `tf.distribute` strategy's replicas equal those of one device with the global
 batch.
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from keras_dkg import objectives as obj
 from keras_dkg.networks import build_discriminator, build_generator
 
 LEARNING_RATE = 2e-4
@@ -159,8 +164,12 @@ class DeepKeyGen(keras.Model):
 
     def compile(self, g_optimizer=None, d_optimizer=None, loss: str = "bce",
                 stabilizers: Stabilizers | None = None, image_shape: tuple[int, int, int] | None = None,
-                **kwargs):
-        """`image_shape` (H, W, 3) is needed only for the image pool's buffer."""
+                objectives: obj.KeyObjectives | None = None, p_optimizer=None, **kwargs):
+        """`image_shape` (H, W, 3) is needed only for the image pool's buffer.
+
+        `p_optimizer` (the predictor's, when `objectives.predictor_weight`) defaults to Adam
+        with G's learning rate and betas.
+        """
         super().compile(**kwargs)
         self.g_optimizer = g_optimizer or default_optimizer()
         self.d_optimizer = d_optimizer or default_optimizer()
@@ -171,15 +180,29 @@ class DeepKeyGen(keras.Model):
             if image_shape is None:
                 raise ValueError("an image pool (d_history > 0) needs image_shape")
             self.pool = ImagePool(self.stabilizers.d_history, image_shape, self.stabilizers.seed)
+        self.objectives = objectives or obj.KeyObjectives()
+        self.predictor = self.p_optimizer = None
+        if self.objectives.predictor_weight:
+            self.predictor = obj.build_predictor()
+            g_opt = self.g_optimizer
+            self.p_optimizer = p_optimizer or default_optimizer(
+                float(g_opt.learning_rate), float(g_opt.beta_1), float(g_opt.beta_2))
         names = ["g_loss", "d_loss", "d_acc_real", "d_acc_fake"]
         names += ["r1"] if self.stabilizers.r1_gamma else []
         names += ["noise_sigma"] if self.stabilizers.instance_noise else []
+        names += ["sensitivity"] if self.objectives.sensitivity_weight else []
+        names += ["uniformity"] if self.objectives.uniformity_weight else []
+        names += ["p_error", "unpredictability"] if self.objectives.predictor_weight else []
         self.tracked = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
     def state_variables(self) -> list[tf.Variable]:
-        """Training state outside the networks and optimizers (the image pool), for checkpoints."""
-        return [] if getattr(self, "pool", None) is None else self.pool.variables
+        """Training state outside G, D and their optimizers, for checkpoints: the image pool, then
+        the predictor's weights and its optimizer's slots (in that fixed order)."""
+        state = [] if getattr(self, "pool", None) is None else list(self.pool.variables)
+        if getattr(self, "predictor", None) is not None:
+            state += [*self.predictor.weights, *self.p_optimizer.variables]
+        return state
 
     @property
     def metrics(self):
@@ -189,6 +212,8 @@ class DeepKeyGen(keras.Model):
         """Create optimizer slots eagerly, so a checkpoint can be restored before step 1."""
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
+        if self.predictor is not None:
+            self.p_optimizer.build(self.predictor.trainable_variables)
 
     def _noisy(self, images, step, purpose: int):
         """D's input with this step's instance noise (unchanged when the noise is off)."""
@@ -203,6 +228,7 @@ class DeepKeyGen(keras.Model):
         step = tf.identity(self.d_optimizer.iterations)
         with tf.GradientTape() as d_tape:
             fake = self.generator(source, training=True)
+            generated = fake
             if self.pool is not None:
                 fake = self.pool.query(tf.stop_gradient(fake), step)
             real = self._noisy(target, step, 0)
@@ -218,11 +244,11 @@ class DeepKeyGen(keras.Model):
         d_grads = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables, strict=True))
 
-        with tf.GradientTape() as g_tape:
-            fake = self.generator(source, training=True)
-            g_per_example = self.gan_loss.generator(self.discriminator(self._noisy(fake, step, 2), training=True))
-            g_loss = tf.nn.compute_average_loss(g_per_example)
-        g_grads = g_tape.gradient(g_loss, self.generator.trainable_variables)
+        terms: dict = {}
+        if self.objectives.any:
+            g_grads, g_per_example = self._objective_g_step(source, tf.stop_gradient(generated), step, terms)
+        else:
+            g_grads, g_per_example = self._paper_g_step(source, step)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables, strict=True))
 
         says_real = self.gan_loss.says_real
@@ -234,4 +260,52 @@ class DeepKeyGen(keras.Model):
             self.tracked["r1"].update_state(r1)
         if aids.instance_noise:
             self.tracked["noise_sigma"].update_state(aids.noise_sigma(step))
+        for name, values in terms.items():
+            self.tracked[name].update_state(values)
         return {name: metric.result() for name, metric in self.tracked.items()}
+
+    def _paper_g_step(self, source, step):
+        """G's gradients for eq. (2) alone (the paper's step), and the per-example G loss."""
+        with tf.GradientTape() as g_tape:
+            fake = self.generator(source, training=True)
+            g_per_example = self.gan_loss.generator(self.discriminator(self._noisy(fake, step, 2), training=True))
+            g_loss = tf.nn.compute_average_loss(g_per_example)
+        return g_tape.gradient(g_loss, self.generator.trainable_variables), g_per_example
+
+    def _objective_g_step(self, source, generated, step, terms: dict):
+        """P's update on this step's (pre-update) keys, then G's gradients for eq. (2) plus the key terms.
+
+        The per-example adversarial G loss is returned (logged as g_loss, comparable with the
+        paper's runs); each key term's unweighted value goes into `terms` for the metrics.
+        """
+        goals = self.objectives
+        if self.predictor is not None:
+            mask = obj.hidden_mask(tf.shape(source), _stream(goals.seed, step, obj.PURPOSE_MASK))
+            with tf.GradientTape() as p_tape:
+                p_error = obj.predictor_error(self.predictor, generated, mask)
+                p_loss = tf.nn.compute_average_loss(p_error)
+            p_grads = p_tape.gradient(p_loss, self.predictor.trainable_variables)
+            self.p_optimizer.apply_gradients(zip(p_grads, self.predictor.trainable_variables, strict=True))
+            terms["p_error"] = p_error
+        batch = tf.shape(source)[0]
+        inputs = source
+        if goals.sensitivity_weight:  # one forward pass for the seed and its two neighbours
+            inputs = tf.concat([source, obj.one_pixel_change(source, _stream(goals.seed, step, obj.PURPOSE_PIXEL)),
+                                obj.nonce_perturbation(source, _stream(goals.seed, step, obj.PURPOSE_NONCE))], 0)
+        with tf.GradientTape() as g_tape:
+            keys = self.generator(inputs, training=True)
+            fake = keys[:batch]
+            g_per_example = self.gan_loss.generator(self.discriminator(self._noisy(fake, step, 2), training=True))
+            total = g_per_example
+            if goals.sensitivity_weight:
+                terms["sensitivity"] = 0.5 * (obj.sensitivity_loss(fake, keys[batch:2 * batch])
+                                              + obj.sensitivity_loss(fake, keys[2 * batch:]))
+                total = total + goals.sensitivity_weight * terms["sensitivity"]
+            if goals.uniformity_weight:
+                terms["uniformity"] = obj.uniformity_loss(fake)
+                total = total + goals.uniformity_weight * terms["uniformity"]
+            if self.predictor is not None:
+                terms["unpredictability"] = obj.unpredictability_loss(obj.predictor_error(self.predictor, fake, mask))
+                total = total + goals.predictor_weight * terms["unpredictability"]
+            g_loss = tf.nn.compute_average_loss(total)
+        return g_tape.gradient(g_loss, self.generator.trainable_variables), g_per_example

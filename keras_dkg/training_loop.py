@@ -28,6 +28,7 @@ from keras_dkg.data import ImageFolder, gray_domain, load_folder, make_dataset
 from keras_dkg.domains import build_domain, byte_entropy
 from keras_dkg.errors import TrainingError
 from keras_dkg.model import DeepKeyGen, Stabilizers, default_optimizer
+from keras_dkg.objectives import KeyObjectives
 from keras_dkg.runtime.imageio import atomic_output, read_image, write_image
 from keras_dkg.runtime.preprocess import preprocess, quantize_key
 
@@ -127,6 +128,7 @@ def run_training(out: Path, options: dict, previous: dict | None, progress: bool
             d_optimizer=default_optimizer(options["d_learning_rate"], options["beta_1"], options["beta_2"]),
             loss=options["loss"], jit_compile=options["jit_compile"],
             stabilizers=stabilizers_from(options), image_shape=(options["image_size"], options["image_size"], 3),
+            objectives=objectives_from(options),
         )
         model.build_optimizers()
     step = 0
@@ -205,6 +207,13 @@ def stabilizers_from(options: dict) -> Stabilizers:
     return Stabilizers(d_history=options["d_history"], instance_noise=options["instance_noise"],
                        noise_anneal_steps=options["instance_noise_anneal"] or 1,
                        r1_gamma=options["r1_gamma"], seed=options["seed"])
+
+
+def objectives_from(options: dict) -> KeyObjectives:
+    """The key terms of a run's options (all off for the paper's recipe; older run.json: off)."""
+    return KeyObjectives(sensitivity_weight=options.get("sensitivity_weight", 0.0),
+                         uniformity_weight=options.get("uniformity_weight", 0.0),
+                         predictor_weight=options.get("predictor_weight", 0.0), seed=options["seed"])
 
 
 def select_strategy() -> tf.distribute.Strategy:

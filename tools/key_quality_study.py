@@ -28,6 +28,18 @@ CELLS = {
     "ttur-d/4": ["--d-lr", "5e-5"],
     "gray": ["--domain-gray"],
     "augment": ["--domain-augment"],
+    "sens1": ["--sensitivity-weight", "1"],
+    "unif1": ["--uniformity-weight", "1"],
+    "pred1": ["--predictor-weight", "1"],
+    "r1+sens+unif": ["--r1", "1", "--sensitivity-weight", "1", "--uniformity-weight", "1"],
+    "r1+sens+unif+pred": ["--r1", "1", "--sensitivity-weight", "1", "--uniformity-weight", "1",
+                          "--predictor-weight", "1"],
+    "sens10": ["--sensitivity-weight", "10"],
+    "r1+sens10+unif": ["--r1", "1", "--sensitivity-weight", "10", "--uniformity-weight", "1"],
+    "r1=0.1": ["--r1", "0.1"],
+    "augment+ttur-d/4": ["--domain-augment", "--d-lr", "5e-5"],
+    "unif1+pred1": ["--uniformity-weight", "1", "--predictor-weight", "1"],
+    "recommended": ["--recipe", "recommended"],
 }
 COLUMNS = [  # (header, path into the diagnosis, format)
     ("entropy", ("keys", "bytes", "entropy_per_image"), "{:.4f}"),
@@ -40,6 +52,7 @@ COLUMNS = [  # (header, path into the diagnosis, format)
     ("spectrum peak×median", ("keys", "spectrum", "peaks", 0, "times_median"), "{:.0f}"),
     ("d_loss end", ("d_loss_end",), "{:.3f}"),
     ("D acc end", ("d_acc_end",), "{:.2f}"),
+    ("steps/s", ("steps_per_second",), "{:.1f}"),
 ]
 
 
@@ -65,7 +78,8 @@ def measure(out: Path, cell: str, seed: int, args: argparse.Namespace) -> dict:
     tail = slice(-max(1, len(curves["steps"]) // 10), None)  # the last tenth of training
     bytes_ = report["keys"]["bytes"]
     auto = report["keys"]["autocorrelation"]
-    return {**report, "saturated": bytes_["zero_share"] + bytes_["full_share"],
+    speed = json.loads((run_dir / "run.json").read_text())["summary"]["steps_per_second"]
+    return {**report, "steps_per_second": speed, "saturated": bytes_["zero_share"] + bytes_["full_share"],
             "nonce_equal_pct": 100 * report["nonce_keys"]["equal_share"],
             "lag1": max(abs(auto["horizontal"][0]), abs(auto["vertical"][0])),
             "d_loss_end": float(np.mean(curves["d_loss"][tail])),

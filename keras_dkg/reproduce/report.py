@@ -55,16 +55,22 @@ def versions() -> dict:
 def summary_table(entries: dict, paper: dict) -> dict:
     """The headline numbers, paper beside ours (also in results.json["summary"])."""
     rows = []
+    recipes = list(entries["table_III_key_entropy"]["ours"].get("recipes", {}))
 
-    def add(label, p, o, digits=4):
+    def add(label, p, o, digits=4, others=None):
         p, o = num(p, digits), num(o, digits)
         rows.append(row(label, paper=p, ours=o,
-                        difference=num(o - p, digits) if isinstance(o, float) and isinstance(p, float) else None))
+                        difference=num(o - p, digits) if isinstance(o, float) and isinstance(p, float) else None,
+                        **{r: num(v, digits) for r, v in (others or {}).items()}))
 
-    add("key entropy, mean (Table III)", mean(paper["table_III_key_entropy"]), entries["table_III_key_entropy"]["ours"]["mean"])
-    sens = entries["table_IV_key_sensitivity"]["ours"]["reports"]
-    add("key NPCR %, mean (Table IV)", mean(paper["table_IV_key_sensitivity"]["npcr_percent"]), mean(r["npcr"] for r in sens), 2)
-    add("key UACI %, mean (Table IV)", mean(paper["table_IV_key_sensitivity"]["uaci_percent"]), mean(r["uaci"] for r in sens), 2)
+    iii = entries["table_III_key_entropy"]["ours"]
+    add("key entropy, mean (Table III)", mean(paper["table_III_key_entropy"]), iii["mean"],
+        others={r: iii["recipes"][r]["mean"] for r in recipes})
+    iv = entries["table_IV_key_sensitivity"]["ours"]
+    sens = iv["reports"]
+    for metric in ("npcr", "uaci"):
+        add(f"key {metric.upper()} %, mean (Table IV)", mean(paper["table_IV_key_sensitivity"][f"{metric}_percent"]),
+            mean(r[metric] for r in sens), 2, others={r: mean(x[metric] for x in iv["recipes"][r]) for r in recipes})
     for m in MODALITIES:
         ours = entries["table_V_VII_entropy"]["ours"][m]
         add(f"{m}: cipher entropy, mean (Tables V–VII)", mean(paper["table_V_VII_entropy"][m]["cipher"]), mean(ours["cipher_xor"]))
@@ -72,16 +78,18 @@ def summary_table(entries: dict, paper: dict) -> dict:
         ours = entries["table_VIII_X_similarity"]["ours"][m]
         add(f"{m}: SSIM plain/cipher, mean (Tables VIII–X)", mean(paper["table_VIII_X_similarity"][m]["ssim"]),
             mean(ours["ssim"]))
+    xvii = entries["table_XVII_key_entropy_by_method"]["ours"]
     for m in ("chaotic", "rc4", "deepkeygen"):
-        add(f"{m}: key entropy (Table XVII)", paper["table_XVII_key_entropy_by_method"][m],
-            entries["table_XVII_key_entropy_by_method"]["ours"]["entropy"][m])
+        add(f"{m}: key entropy (Table XVII)", paper["table_XVII_key_entropy_by_method"][m], xvii["entropy"][m],
+            others={r: xvii["recipes"][r]["entropy"] for r in recipes} if m == "deepkeygen" else None)
     vc = entries["section_V_C_transformation_domain"]["ours"]
     for k in ("low_security_domain_entropy", "high_security_domain_entropy", "keys_from_low", "keys_from_high"):
         add(f"Sec. V-C {k.replace('_', ' ')}", paper["section_V_C_transformation_domain"][k], vc.get(k))
     grid = entries["table_XVI_attack_networks"]["ours"]
     rows.append(row("imitation attacks: largest off-diagonal exact share (Table XVI)", paper="only the diagonal decrypts",
                     ours=num(grid["max_off_diagonal_exact_share"])))
-    return table("headline numbers (details in each section)", ["paper", "ours", "difference"], rows)
+    return table("headline numbers (details in each section; " + "".join(f"'{r}': network A trained with --recipe {r}; "
+                 for r in recipes) + "'ours': the paper's recipe)", ["paper", "ours", "difference", *recipes], rows)
 
 
 def header(ctx: Context, meta: dict) -> list[str]:

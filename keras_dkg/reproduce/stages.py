@@ -23,7 +23,7 @@ from keras_dkg.reproduce.datasets import (
     prepare_source,
     split_source,
 )
-from keras_dkg.reproduce.profiles import training_runs
+from keras_dkg.reproduce.profiles import recipe_run, training_runs
 from keras_dkg.reproduce.runner import Context, read_json, write_json
 from keras_dkg.runtime.imageio import list_images, read_image, write_image
 
@@ -96,12 +96,14 @@ def stage_architecture(ctx: Context) -> dict:
     return {"rows": rows, "generator_params_by_blocks": blocks}
 
 
-def fit_arguments(ctx: Context, run_dir, domain: str, *, blocks: int, seed: int, steps: int, lr: float,
-                  batch_size: int, source: str, checkpoint_every: int) -> list[str]:
+def fit_arguments(ctx: Context, run_dir, domain: str, *, blocks: int, seed: int, steps: int, lr: float | None,
+                  batch_size: int, source: str, checkpoint_every: int, recipe: str = "paper") -> list[str]:
+    """`fit` flags of one training; lr None leaves the learning rate to the recipe."""
     manifest = ctx.plaintext_manifest()
     return ["--out", str(run_dir), "--source", source, "--domain", str(ctx.path("domains", domain)),
             "--seed-image", manifest["seed_image"], "--image-size", str(ctx.image_size()),
-            "--steps", str(steps), "--batch-size", str(batch_size), "--lr", repr(lr),
+            "--steps", str(steps), "--batch-size", str(batch_size), "--recipe", recipe,
+            *(["--lr", repr(lr)] if lr is not None else []),
             "--residual-blocks", str(blocks), "--seed", str(seed),
             "--checkpoint-every", str(checkpoint_every), "--no-progress"]
 
@@ -121,9 +123,11 @@ def run_fit(ctx: Context, run_dir, arguments: list[str]) -> int:
 def train_one(ctx: Context, name: str, settings: dict) -> dict:
     profile = ctx.profile
     run_dir = ctx.path("runs", name)
+    recipe = settings.get("recipe", "paper")
     arguments = fit_arguments(ctx, run_dir, settings["domain"], blocks=settings["blocks"], seed=settings["seed"],
-                              steps=profile.steps, lr=2e-4, batch_size=profile.batch_size,
-                              source=ctx.plaintext_manifest()["source"], checkpoint_every=profile.checkpoint_every)
+                              steps=profile.steps, lr=2e-4 if recipe == "paper" else None,
+                              batch_size=profile.batch_size, source=ctx.plaintext_manifest()["source"],
+                              checkpoint_every=profile.checkpoint_every, recipe=recipe)
     code = run_fit(ctx, run_dir, arguments)
     if code:
         raise TrainingError(f"training {name} failed (exit {code}); see {run_dir} and the messages above")
@@ -139,7 +143,8 @@ def stage_train(ctx: Context) -> dict:
     result = {}
     for name, settings in training_runs(ctx.profile).items():
         result[name] = ctx.stage(f"train/{name}", lambda c, n=name, s=settings: train_one(c, n, s),
-                                 f"{settings['blocks']} blocks, domain {settings['domain']}, seed {settings['seed']}")
+                                 f"{settings['blocks']} blocks, domain {settings['domain']}, seed {settings['seed']}, "
+                                 f"recipe {settings.get('recipe', 'paper')}")
     return {name: {"steps": r["summary"]["steps_done"], "sample_key_entropy": r["summary"]["sample_key_entropy"],
                    "steps_per_second": r["summary"].get("steps_per_second")} for name, r in result.items()}
 
@@ -204,15 +209,19 @@ def keys_for_run(ctx: Context, name: str) -> dict:
     # perturbed seed each); v2 keys of one seed would all share one histogram.
     generator = KeyGenerator(ctx.path("models", f"{name}.onnx"), nonce_scheme=V1)
     saved = {"seed": _save(generator.generate(seed, size), folder, "seed")}
-    if name not in ("otp_0", "leak_low"):
+    # table keys: network A, the low-domain generator (Sec. V-C) and the recipe runs (Tables III, XVII, XVIII);
+    # per-plaintext keys for the two that encrypt; sensitivity pairs for Table IV
+    recipe_runs = {recipe_run(r) for r in ctx.profile.recipes}
+    if name not in ("otp_0", "leak_low", *recipe_runs):
         return {"keys": saved, "provider": generator.provider}
     for i in range(1, ctx.profile.plaintexts + 1):
         saved[f"table-{i}"] = _save(generator.generate(seed, size, nonce=f"table-{i}"), folder, f"table-{i}")
-    for modality in MODALITIES:
-        for i, _ in enumerate(manifest["modalities"][modality]["images"], start=1):
-            label = f"enc-{modality}-{i}"
-            saved[label] = _save(generator.generate(seed, size, nonce=label), folder, label)
-    if name != "otp_0":
+    if name in ("otp_0", "leak_low"):
+        for modality in MODALITIES:
+            for i, _ in enumerate(manifest["modalities"][modality]["images"], start=1):
+                label = f"enc-{modality}-{i}"
+                saved[label] = _save(generator.generate(seed, size, nonce=label), folder, label)
+    if name == "leak_low":
         return {"keys": saved, "provider": generator.provider}
     base_seed = preprocess_uint8(read_image(seed), (size, size))
     changes = []

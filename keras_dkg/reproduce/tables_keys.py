@@ -6,7 +6,7 @@ import numpy as np
 
 from keras_dkg.analysis import differential, metrics
 from keras_dkg.analysis.attacks import decryption_grid
-from keras_dkg.reproduce.profiles import block_run, training_runs
+from keras_dkg.reproduce.profiles import block_run, recipe_run, training_runs
 from keras_dkg.reproduce.tablekit import (
     Artifacts,
     chance_equal,
@@ -48,7 +48,7 @@ def training(art: Artifacts, paper: dict) -> dict:
             "images_per_domain": first["summary"]["source_images"], "gpu": hardware}
     rows = [row(k, paper=paper.get(k), ours=ours[k], difference=diff(ours[k], paper.get(k))) for k in ours]
     per_run = [row(name, blocks=r["settings"]["blocks"], domain=r["settings"]["domain"], seed=r["settings"]["seed"],
-                   steps=r["summary"]["steps_done"], **{"steps/s": num(r["summary"].get("steps_per_second"), 2),
+                   recipe=r["settings"].get("recipe", "paper"), steps=r["summary"]["steps_done"], **{"steps/s": num(r["summary"].get("steps_per_second"), 2),
                    "sample key entropy": num(r["summary"]["sample_key_entropy"]),
                    "wall s": num(r["summary"].get("wall_seconds"), 1)})
                for name, r in runs.items()]
@@ -56,7 +56,7 @@ def training(art: Artifacts, paper: dict) -> dict:
         "title": "Training setup (Sec. IV)",
         "ours": ours | {"runs": {n: r["summary"] for n, r in runs.items()}},
         "tables": [table("settings", ["paper", "ours", "difference"], rows),
-                   table("our trainings", ["blocks", "domain", "seed", "steps", "steps/s", "sample key entropy",
+                   table("our trainings", ["blocks", "domain", "seed", "recipe", "steps", "steps/s", "sample key entropy",
                                            "wall s"], per_run)],
         "notes": [
             "The paper's 20,000 training 'epochs' at batch size 1 are read as 20,000 optimizer steps.",
@@ -105,25 +105,47 @@ def table_II_discriminator(art: Artifacts, paper: dict) -> dict:
     return _parameters(art, paper, "discriminator", "Table II — discriminator D")
 
 
+RECIPE_NOTE = ("Column '{r}': network A trained again with `python -m keras_dkg.fit --recipe {r}` (keras_dkg/recipes.py; "
+               "docs/key_quality.md, 'Recipes') — same size, steps, seed and data; 'ours' is the paper-faithful run.")
+
+
+def recipe_columns(art: Artifacts) -> list[str]:
+    """The fit recipes trained beside network A (profile.recipes), one extra column each."""
+    return list(art.ctx.profile.recipes)
+
+
 def table_III_key_entropy(art: Artifacts, paper: list) -> dict:
     size = art.ctx.profile.image_size
     keys = art.table_keys()
     ours = [metrics.entropy(k) for k in keys]
+    recipes = recipe_columns(art)
+    others = {r: [metrics.entropy(k) for k in art.table_keys(recipe_run(r))] for r in recipes}
     labels = [f"key {i}" for i in range(1, len(keys) + 1)]
-    rows = compare_rows(labels, paper, ours)
-    rows.append(row("mean", paper=num(mean(paper)), ours=num(mean(ours)), difference=diff(num(mean(ours)), num(mean(paper)))))
+    rows = compare_rows(labels, paper, ours, **{r: [num(v) for v in values] for r, values in others.items()})
+    rows.append(row("mean", paper=num(mean(paper)), ours=num(mean(ours)), difference=diff(num(mean(ours)), num(mean(paper))),
+                    **{r: num(mean(values)) for r, values in others.items()}))
     rows.append(row("ideal: uniform key of this size", paper=num(ideal_entropy(256 * 256 * 3)),
-                    ours=num(ideal_entropy(keys[0].size))))
+                    ours=num(ideal_entropy(keys[0].size)), **{r: num(ideal_entropy(keys[0].size)) for r in recipes}))
     seed_keys = [row(name, ours=num(metrics.entropy(art.key(name, "seed")))) for name in training_runs(art.ctx.profile)]
     nonce_rows = agreement_rows([(f"key 1 vs key {i}", keys[0], k) for i, k in enumerate(keys[1:], start=2)])
+    recipe_nonce_rows = {}
+    for r in recipes:
+        rkeys = art.table_keys(recipe_run(r))
+        recipe_nonce_rows[r] = agreement_rows([(f"key 1 vs key {i}", rkeys[0], k) for i, k in enumerate(rkeys[1:], start=2)])
     return {
         "title": "Table III — information entropy of keys",
         "ours": {"entropies": ours, "mean": mean(ours), "ideal_for_size": ideal_entropy(keys[0].size),
-                 "nonce_pairs": [{"label": r["label"], **r["values"]} for r in nonce_rows]},
-        "tables": [table("keys of network A (otp_0) from the seed with nonces table-1…8", ["paper", "ours", "difference"], rows),
+                 "nonce_pairs": [{"label": r["label"], **r["values"]} for r in nonce_rows],
+                 "recipes": {r: {"entropies": others[r], "mean": mean(others[r]),
+                                 "nonce_pairs": [{"label": x["label"], **x["values"]} for x in recipe_nonce_rows[r]]}
+                             for r in recipes}},
+        "tables": [table("keys of network A (otp_0) from the seed with nonces table-1…8",
+                         ["paper", "ours", "difference", *recipes], rows),
                    table("the seed key (no nonce) of every training", ["ours"], seed_keys),
-                   table("per-file keys of one generator (nonces): equal bytes vs chance", AGREEMENT_COLUMNS, nonce_rows)],
-        "notes": [
+                   table("per-file keys of one generator (nonces): equal bytes vs chance", AGREEMENT_COLUMNS, nonce_rows),
+                   *[table(f"per-file keys of network A under --recipe {r}: equal bytes vs chance", AGREEMENT_COLUMNS,
+                           recipe_nonce_rows[r]) for r in recipes]],
+        "notes": [*[RECIPE_NOTE.format(r=r) for r in recipes],
             f"Our keys are {size}×{size}×3 bytes; entropy grows with the sample count, so compare each with the ideal "
             "for its size (8 − 255/(2N ln 2)), not with the paper's 256×256×3 keys directly.",
             "The paper's 7.98 is below the 7.9991 a uniform 256×256×3 key reaches: its keys are measurably non-uniform.",
@@ -135,11 +157,19 @@ def table_III_key_entropy(art: Artifacts, paper: list) -> dict:
     }
 
 
-def _npcr_uaci_tables(reports: list[dict], paper: dict, caption: str, extra: dict | None = None) -> list[dict]:
+def _npcr_uaci_tables(reports: list[dict], paper: dict, caption: str, extra: dict | None = None,
+                      others: dict[str, list[dict]] | None = None) -> list[dict]:
+    """NPCR and UACI tables; `others`: reports of the recipe runs, a value and a Wu-test column each."""
     paper_critical = differential.npcr_uaci_critical((256, 256, 3))
+    others = others or {}
     tables = []
     for metric, paper_key in (("npcr", "npcr_percent"), ("uaci", "uaci_percent")):
         ours = [r[metric] for r in reports]
+        verdict = "npcr_pass" if metric == "npcr" else "uaci_pass"
+        other_columns = {}
+        for name, other in others.items():
+            other_columns[name] = [num(r[metric]) for r in other]
+            other_columns[f"{name} Wu test"] = ["pass" if r[verdict] else "fail" for r in other]
         paper_values = paper[paper_key]
         if metric == "npcr":
             paper_pass = ["pass" if paper_critical.npcr_pass(v) else "fail" for v in paper_values]
@@ -150,36 +180,41 @@ def _npcr_uaci_tables(reports: list[dict], paper: dict, caption: str, extra: dic
         columns = {"paper Wu test": paper_pass, "ours Wu test": ours_pass}
         if extra and metric == "npcr":
             columns.update(extra)
+        columns.update(other_columns)
         labels = [f"{metric.upper()} {i}" for i in range(1, len(paper_values) + 1)]
         rows = compare_rows(labels, paper_values, ours, **columns)
         rows.append(row(f"{metric.upper()} mean", paper=num(mean(paper_values)), ours=num(mean(ours)),
-                        difference=diff(num(mean(ours)), num(mean(paper_values)))))
+                        difference=diff(num(mean(ours)), num(mean(paper_values))),
+                        **{name: num(mean(r[metric] for r in other)) for name, other in others.items()}))
         critical = reports[0] if reports else {}
         bound = (f"≥ {num(critical.get('npcr_critical'))}" if metric == "npcr"
                  else f"{num(critical['uaci_interval'][0])}–{num(critical['uaci_interval'][1])}") if critical else None
         paper_bound = (f"≥ {num(paper_critical.npcr_critical)}" if metric == "npcr"
                        else f"{num(paper_critical.uaci_lower)}–{num(paper_critical.uaci_upper)}")
-        rows.append(row(f"{metric.upper()} Wu et al. α = 0.05 acceptance", paper=paper_bound, ours=bound))
-        rows.append(row(f"{metric.upper()} ideal (independent uniform bytes)",
-                        paper=num(differential.IDEAL_NPCR if metric == "npcr" else differential.IDEAL_UACI),
-                        ours=num(differential.IDEAL_NPCR if metric == "npcr" else differential.IDEAL_UACI)))
+        ideal = num(differential.IDEAL_NPCR if metric == "npcr" else differential.IDEAL_UACI)
+        rows.append(row(f"{metric.upper()} Wu et al. α = 0.05 acceptance", paper=paper_bound, ours=bound,
+                        **{name: bound for name in others}))
+        rows.append(row(f"{metric.upper()} ideal (independent uniform bytes)", paper=ideal, ours=ideal,
+                        **{name: ideal for name in others}))
         tables.append(table(f"{caption}: {metric.upper()} (%)", ["paper", "ours", "difference", *columns], rows))
     return tables
 
 
-def sensitivity_pairs(art: Artifacts) -> list[tuple]:
+def sensitivity_pairs(art: Artifacts, run: str = "otp_0") -> list[tuple]:
     n = art.ctx.profile.plaintexts
-    return [(art.key("otp_0", f"sens-{i}-a"), art.key("otp_0", f"sens-{i}-b")) for i in range(1, n + 1)]
+    return [(art.key(run, f"sens-{i}-a"), art.key(run, f"sens-{i}-b")) for i in range(1, n + 1)]
 
 
 def table_IV_key_sensitivity(art: Artifacts, paper: dict) -> dict:
     reports = [differential.key_sensitivity(a, b) for a, b in sensitivity_pairs(art)]
     changes = art.stage("keys/otp_0").get("sensitivity_changes", [])
+    recipes = recipe_columns(art)
+    others = {r: [differential.key_sensitivity(a, b) for a, b in sensitivity_pairs(art, recipe_run(r))] for r in recipes}
     return {
         "title": "Table IV — key sensitivity (NPCR/UACI between keys from seeds one pixel apart)",
-        "ours": {"reports": reports, "changes": changes},
-        "tables": _npcr_uaci_tables(reports, paper, "keys K_a vs K_b"),
-        "notes": [
+        "ours": {"reports": reports, "changes": changes, "recipes": others},
+        "tables": _npcr_uaci_tables(reports, paper, "keys K_a vs K_b", others=others),
+        "notes": [*[RECIPE_NOTE.format(r=r) + " Same seeds and changed pixels as 'ours'." for r in recipes],
             "Pair i: K_a = the key of seed i (the CT seed with nonce table-i), K_b = the key of the same seed with one "
             "pixel (all three channels, random position) set to another random value.",
             "Wu, Noonan & Agaian (2011) acceptance for independent uniform images at α = 0.05 (pooled M = H·W·3). "

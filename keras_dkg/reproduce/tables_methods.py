@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from keras_dkg.analysis import baselines, metrics, nist
+from keras_dkg.reproduce.profiles import recipe_run
 from keras_dkg.reproduce.tablekit import Artifacts, diff, num, row, sig, table
 
 PAPER_METHODS = ("chaotic", "lcg", "mersenne_twister", "rc4", "rsa", "deepkeygen")
@@ -19,6 +20,11 @@ def method_keys(art: Artifacts) -> dict:
     keys = {m: baselines.generate(m, (size, size, 3), BASELINE_SEED) for m in METHODS if m != "deepkeygen"}
     keys["deepkeygen"] = art.key("otp_0", "table-1")
     return {m: keys[m] for m in METHODS}
+
+
+def recipe_keys(art: Artifacts) -> dict:
+    """recipe -> key table-1 of network A trained under that fit recipe (the deepkeygen row's twin)."""
+    return {r: art.key(recipe_run(r), "table-1") for r in art.ctx.profile.recipes}
 
 
 def _method_rows(paper: dict, ours: dict, digits: int = 4, **extra) -> list[dict]:
@@ -41,10 +47,18 @@ def table_XVII_key_entropy_by_method(art: Artifacts, paper: dict) -> dict:
     ours = {m: metrics.entropy(k) for m, k in keys.items()}
     chi = {m: sig(metrics.chi_square_uniformity(k).p_value) for m, k in keys.items()}
     size = art.ctx.profile.image_size
-    return {"title": "Table XVII — key entropy by generator", "ours": {"entropy": ours, "chi_square_p": chi},
-            "tables": [table(f"one {size}×{size}×3 key per method", ["paper", "ours", "difference", "ours χ² p (uniform)"],
-                             _method_rows(paper, ours, **{"ours χ² p (uniform)": chi}))],
-            "notes": [BASELINE_NOTE, "deepkeygen = key table-1 of network A (Table III).",
+    extra = {"ours χ² p (uniform)": chi}
+    recipes = {}
+    for name, key in recipe_keys(art).items():
+        recipes[name] = {"entropy": metrics.entropy(key), "chi_square_p": sig(metrics.chi_square_uniformity(key).p_value)}
+        extra[name] = {"deepkeygen": num(recipes[name]["entropy"])}
+        extra[f"{name} χ² p"] = {"deepkeygen": recipes[name]["chi_square_p"]}
+    return {"title": "Table XVII — key entropy by generator",
+            "ours": {"entropy": ours, "chi_square_p": chi, "recipes": recipes},
+            "tables": [table(f"one {size}×{size}×3 key per method", ["paper", "ours", "difference", *extra],
+                             _method_rows(paper, ours, **extra))],
+            "notes": [BASELINE_NOTE, "deepkeygen = key table-1 of network A (Table III)."
+                      + "".join(f" Column '{r}': key table-1 of network A trained with --recipe {r}." for r in recipes),
                       "Entropy and χ² are met by any decent PRNG, predictable ones (LCG) included: they do not measure "
                       "unpredictability."]}
 
@@ -73,32 +87,53 @@ def table_XVIII_nist_p_values(art: Artifacts, paper: dict) -> dict:
             rows.append(row(f"{method} / {paper_name}", paper=paper[method][index] if method in paper else None,
                             **{"ours min p": p_min, "ours share p ≥ 0.01": share, "ours verdict": verdict,
                                "note": note[:90] if note else None}))
+    recipe_results = {r: _nist(nist.bits_from_bytes(k), names) for r, k in recipe_keys(art).items()}
+    recipe_columns = [c for r in recipe_results for c in (f"{r} min p", f"{r} verdict")]
+    for r in rows:  # the recipe runs' key table-1 beside the deepkeygen rows
+        method, _, test = r["label"].partition(" / ")
+        if method == "deepkeygen":
+            for name, result in recipe_results.items():
+                p_min, _, verdict = _summary(result[NIST_PAPER_TESTS[test]])
+                r["values"].update({f"{name} min p": p_min, f"{name} verdict": verdict})
     battery = {f"key {i}": _nist(nist.bits_from_bytes(k)) for i, k in enumerate(art.table_keys(), start=1)}
+    recipe_batteries = {r: {f"key {i}": _nist(nist.bits_from_bytes(k))
+                            for i, k in enumerate(art.table_keys(recipe_run(r)), start=1)} for r in recipe_results}
     reference = _nist(nist.bits_from_bytes(keys["csprng"]))
     full_rows = []
     for test in nist.TESTS:
-        verdicts = [battery[k][test]["passed"] for k in battery]
-        applicable = [v for v in verdicts if v is not None]
-        ps = [min(battery[k][test]["p_values"]) for k in battery if battery[k][test]["passed"] is not None]
-        ref = _summary(reference[test])
+        values = {}
+        for label, keys_battery in (("our keys", battery), *recipe_batteries.items()):
+            passing, p_min = _battery_summary(keys_battery, test)
+            values.update({f"{label} passing": passing, f"min p over {label}": p_min})
         note = next((battery[k][test]["note"] for k in battery if battery[k][test]["note"]), "")
-        full_rows.append(row(test, **{
-            "our keys passing": f"{sum(bool(v) for v in applicable)}/{len(applicable)}" if applicable else "n/a",
-            "min p over our keys": sig(min(ps)) if ps else None,
-            "csprng key": ref[2], "note": ("n too small: " + note[16:90]) if note.startswith("not applicable") else None}))
+        full_rows.append(row(test, **values, **{
+            "csprng key": _summary(reference[test])[2],
+            "note": ("n too small: " + note[16:90]) if note.startswith("not applicable") else None}))
     bits = keys["deepkeygen"].size * 8
-    return {"title": "Table XVIII — NIST SP 800-22 p-values", "ours": {"paper_tests": results, "battery": battery,
-                                                                      "csprng_battery": reference, "bits_per_key": bits},
+    battery_columns = [c for label in ("our keys", *recipe_batteries) for c in (f"{label} passing", f"min p over {label}")]
+    return {"title": "Table XVIII — NIST SP 800-22 p-values",
+            "ours": {"paper_tests": results, "battery": battery, "csprng_battery": reference, "bits_per_key": bits,
+                     "recipes": {r: {"paper_tests": recipe_results[r], "battery": recipe_batteries[r]}
+                                 for r in recipe_results}},
             "tables": [table(f"the paper's four tests, one key per method ({bits} bits each)",
-                             ["paper", "ours min p", "ours share p ≥ 0.01", "ours verdict", "note"], rows),
-                       table(f"all 15 tests on our {len(battery)} keys (network A, nonces table-1…)",
-                             ["our keys passing", "min p over our keys", "csprng key", "note"], full_rows)],
+                             ["paper", "ours min p", "ours share p ≥ 0.01", "ours verdict", *recipe_columns, "note"], rows),
+                       table(f"all 15 tests on our {len(battery)} keys (network A, nonces table-1…"
+                             + "".join(f"; '{r}': network A trained with --recipe {r}" for r in recipe_batteries) + ")",
+                             [*battery_columns, "csprng key", "note"], full_rows)],
             "notes": ["keras_dkg.analysis.nist (validated against SP 800-22's e examples); bits = the key bytes, most "
                       "significant bit first. 'pass' = every p-value of the test ≥ 0.01; multi-p-value tests (148 "
                       "templates, 18 excursion states) report their smallest p and the share ≥ 0.01 — a random "
                       "sequence fails the 148-template test about 77 % of the time by that rule.",
                       "The paper reports one p-value per test without saying which template or state; compare verdicts, "
                       "not digits. 'n/a' = the sequence is shorter than the test needs (n too small)."]}
+
+
+def _battery_summary(battery: dict, test: str) -> tuple:
+    """('passing/applicable', smallest p) of one NIST test over a set of keys."""
+    applicable = [battery[k][test]["passed"] for k in battery if battery[k][test]["passed"] is not None]
+    ps = [min(battery[k][test]["p_values"]) for k in battery if battery[k][test]["passed"] is not None]
+    passing = f"{sum(bool(v) for v in applicable)}/{len(applicable)}" if applicable else "n/a"
+    return passing, sig(min(ps)) if ps else None
 
 
 def table_XIX_key_generation_seconds(art: Artifacts, paper: dict) -> dict:
