@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,12 +137,10 @@ def _check_outputs(source_dir: Path, target: Path, count: int, overwrite: bool) 
     """The output rule (runtime.outputs) for the folder and every file, before any image is read."""
     from keras_dkg.runtime.outputs import OutputGuard
 
-    guard = OutputGuard(inputs={"source folder": source_dir}, overwrite=overwrite)
+    why = "its images would become sources of the next domain (choose a folder outside it)"
+    guard = OutputGuard(inputs={"source folder": source_dir}, overwrite=overwrite,
+                        outside={"source folder": (source_dir, why)})
     guard.check_folder(target, "domain folder")
-    inside = Path(os.path.realpath(target)).is_relative_to(os.path.realpath(source_dir))
-    if inside:
-        raise OutputError(f"{target}: is inside the source folder {source_dir}; its images would become sources "
-                          "of the next domain (choose a folder outside it)")
     if target.is_dir():
         for name in [*(f"domain_{index:04d}.png" for index in range(count)), MANIFEST]:
             guard.check_file(target / name, "domain image" if name != MANIFEST else "domain manifest")

@@ -200,12 +200,9 @@ def _check_run_folder(out: Path, options: dict) -> None:
 
     inputs = {"source folder": None if options["source"] == "embedded" else options["source"],
               "domain folder": options["domain"], "seed image": options["seed_image"]}
-    OutputGuard(inputs=inputs).check_folder(out, "run folder")
-    for label in ("source folder", "domain folder"):
-        folder = inputs[label]
-        if folder and Path(os.path.realpath(out)).is_relative_to(os.path.realpath(folder)):
-            raise TrainingError(f"{out}: is inside the {label} {folder}; the run's own images would be read as "
-                                "training data (choose an --out outside it)")
+    why = "the run's own images would be read as training data (choose an --out outside it)"
+    outside = {label: (inputs[label], why) for label in ("source folder", "domain folder")}
+    OutputGuard(inputs=inputs, outside=outside).check_folder(out, "run folder")
 
 
 def prepare_run_folder(out: Path, options: dict, resume: bool) -> dict | None:

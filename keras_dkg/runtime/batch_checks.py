@@ -18,7 +18,7 @@ from pathlib import Path
 
 from keras_dkg.errors import InputError, OutputError
 from keras_dkg.runtime.batch_report import REPORT_NAME, is_batch_report
-from keras_dkg.runtime.outputs import OutputGuard
+from keras_dkg.runtime.outputs import OutputGuard, inside
 
 LOCK_NAME = ".dkg-batch.lock"
 REPORT_SUFFIXES = (".json", ".csv")
@@ -77,13 +77,6 @@ def folder_lock(folder: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             path.unlink()
         os.close(fd)
-
-
-def inside(path: Path, folder: Path | None) -> bool:
-    """Whether `path` is `folder` or under it, after resolving links (both may not exist yet)."""
-    if folder is None:
-        return False
-    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 def check_folders(in_dir: Path, out_dir: Path | None, keys: Path, what: str) -> None:

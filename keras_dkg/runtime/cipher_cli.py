@@ -18,13 +18,12 @@ Errors are one line on stderr (`dkg-encrypt: error: ...`) with a non-zero exit c
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from keras_dkg.errors import DkgError, InputError, OutputError, run_cli
+from keras_dkg.errors import DkgError, InputError, run_cli
 from keras_dkg.runtime.cipher import (
     KNOWN_CIPHERS,
     check_plaintext,
@@ -54,16 +53,15 @@ def _guard(args: argparse.Namespace, source: Path, what: str) -> OutputGuard:
     key = Path(args.key).with_suffix(".png") if args.key else None  # --key KEY.png or KEY.json
     inputs = {what: source, "key": key, "key record": record_path_for(key) if key else None,
               "seed": getattr(args, "seed", None), "model": getattr(args, "model", None)}
-    return OutputGuard(inputs=inputs, overwrite=args.overwrite)
+    keys = getattr(args, "keys", None)  # the store this command may be about to create
+    return OutputGuard(inputs=inputs, overwrite=args.overwrite,
+                       outside={"key store folder": (keys, "write outputs outside it")})
 
 
 def _check_paths(args: argparse.Namespace, source: Path, output: Path, what: str) -> None:
     """Fail before any work: the input is not a regular file, or the output breaks the output rule."""
     regular_file(source, what)
     _guard(args, source, what).check_file(output, "ciphertext" if what == "plaintext" else "plaintext")
-    keys = getattr(args, "keys", None)
-    if keys and Path(os.path.realpath(output)).is_relative_to(os.path.realpath(keys)):
-        raise OutputError(f"{output}: is inside the key store folder {keys}; write outputs outside it")
     container_for(output)
 
 

@@ -31,8 +31,8 @@ from keras_dkg.runtime.cipher import CipherMetadata
 from keras_dkg.runtime.imageio import (
     decode_image,
     encode_lossless,
+    image_from_bytes,
     is_dicom,
-    read_image,
     write_bytes_atomic,
     write_image,
 )
@@ -152,26 +152,6 @@ def ciphertext_format(data: bytes) -> str | None:
     except InputError:
         return None  # damaged: the image reader reports it
     return None
-
-
-def is_ciphertext(path: str | os.PathLike) -> bool:
-    """Whether a file is already a keras_dkg ciphertext (PNG, TIFF or DICOM), by its content."""
-    source = Path(path)
-    try:
-        data = read_bounded(source, MAX_IMAGE_BYTES, "image")
-    except InputError:
-        return False
-    if is_dicom(source):
-        from keras_dkg.runtime import dicom
-
-        try:
-            dicom.read_dicom(data, label=str(source))
-        except AlreadyEncryptedError:
-            return True
-        except InputError:
-            return False
-        return False
-    return ciphertext_format(data) is not None
 
 
 def refuse_ciphertext(path: Path, data: bytes) -> None:
@@ -294,11 +274,12 @@ def _save_png(path: Path, array, meta: CipherMetadata, *, overwrite: bool = Fals
 
 
 def _load_png(path: Path) -> tuple[np.ndarray, CipherMetadata]:
-    text = png_text(read_bounded(path, MAX_IMAGE_BYTES, "ciphertext"), META_KEYWORD, path)
+    data = read_bounded(path, MAX_IMAGE_BYTES, "ciphertext")
+    text = png_text(data, META_KEYWORD, path)
     if text is None:
         raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
     meta = _metadata(text, path)
-    return _restore_shape(read_image(path), meta), meta
+    return _restore_shape(image_from_bytes(data, path), meta), meta
 
 
 # ---- TIFF: ImageDescription tag ---------------------------------------------------------
@@ -356,11 +337,12 @@ def _save_tiff(path: Path, array, meta: CipherMetadata, *, overwrite: bool = Fal
 
 
 def _load_tiff(path: Path) -> tuple[np.ndarray, CipherMetadata]:
-    text = tiff_description(read_bounded(path, MAX_IMAGE_BYTES, "ciphertext"), path)
+    data = read_bounded(path, MAX_IMAGE_BYTES, "ciphertext")
+    text = tiff_description(data, path)
     if text is None or not text.startswith(META_KEYWORD + " "):
         raise InputError(f"{path}: no keras_dkg metadata; not a ciphertext written by dkg-encrypt")
     meta = _metadata(text[len(META_KEYWORD) + 1:], path)
-    return _restore_shape(read_image(path), meta), meta
+    return _restore_shape(image_from_bytes(data, path), meta), meta
 
 
 register_container([".png"], Container(save=_save_png, load=_load_png, check=_check_raster))

@@ -73,7 +73,11 @@ def read_image(path: str | os.PathLike, exact: bool = False) -> np.ndarray:
     `keras_dkg.runtime.dicom` handles whole DICOM datasets for encryption.
     """
     path = Path(path)
-    data = read_bounded(path, MAX_IMAGE_BYTES, "image")
+    return image_from_bytes(read_bounded(path, MAX_IMAGE_BYTES, "image"), path, exact)
+
+
+def image_from_bytes(data: bytes, path: Path, exact: bool = False) -> np.ndarray:
+    """`read_image` of bytes already read from `path` (for callers that also hash or parse them)."""
     if not data:
         raise InputError(f"{path}: file is empty (0 bytes)")
     if path.suffix.lower() in DICOM_SUFFIXES or data[128:132] == b"DICM":

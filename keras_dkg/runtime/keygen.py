@@ -31,7 +31,7 @@ import numpy as np
 import keras_dkg
 from keras_dkg.errors import InputError, ModelError
 from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
-from keras_dkg.runtime.imageio import read_image
+from keras_dkg.runtime.imageio import image_from_bytes
 from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, MAX_MODEL_BYTES, read_bounded
 from keras_dkg.runtime.keys import Key, make_record, utc_now
 from keras_dkg.runtime.nonces import (
@@ -157,9 +157,9 @@ def _load_seed(seed: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str, s
     if isinstance(seed, np.ndarray):
         return seed, digest(np.ascontiguousarray(seed).tobytes()), "<array>"
     path = Path(seed)
-    # Bounded and refused by type (a FIFO, /dev/zero) before the image reader opens it.
-    seed_sha256 = digest(read_bounded(path, MAX_IMAGE_BYTES, "seed"))
-    return read_image(path), seed_sha256, path.name
+    # Read once, bounded and refused by type (a FIFO, /dev/zero): the digest is of the bytes decoded.
+    data = read_bounded(path, MAX_IMAGE_BYTES, "seed")
+    return image_from_bytes(data, path), digest(data), path.name
 
 
 class KeyGenerator:

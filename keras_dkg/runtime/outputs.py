@@ -6,7 +6,8 @@ folder) is never:
 * one of the command's inputs: the image, the seed, the model, the key or its record
   (same path after resolving links, or the same file through a hard link);
 * anything inside a key store (a folder with `index.jsonl`): the store's own code is the
-  only writer there;
+  only writer there; nor inside a folder the command names in `outside` (a `--keys`
+  folder not yet a store, a source folder whose images would be read back);
 * an existing file, unless the user said `--overwrite` (`allow_existing` lets a command
   replace a file it recognises as its own earlier output, e.g. a batch report on resume);
 * a folder where a file is due, or a file where a folder is due;
@@ -37,6 +38,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+def inside(path: str | os.PathLike, folder: str | os.PathLike | None) -> bool:
+    """Whether `path` is `folder` or under it, after resolving links (both may not exist yet)."""
+    if folder is None:
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+
+
 def key_store_holding(path: str | os.PathLike) -> Path | None:
     """The key store folder that `path` is in (or is), else None."""
     current = Path(os.path.realpath(path))
@@ -48,10 +56,12 @@ def key_store_holding(path: str | os.PathLike) -> Path | None:
 
 @dataclass
 class OutputGuard:
-    """What a command reads (label → path) and whether it may replace existing outputs."""
+    """What a command reads (label → path), the folders its outputs must stay out of
+    (label → (folder, why)), and whether it may replace existing outputs."""
 
     inputs: dict[str, str | os.PathLike | None] = field(default_factory=dict)
     overwrite: bool = False
+    outside: dict[str, tuple[str | os.PathLike | None, str]] = field(default_factory=dict)
 
     def _protected(self) -> Iterable[tuple[str, Path, tuple[int, int] | None]]:
         for label, path in self.inputs.items():
@@ -70,6 +80,9 @@ class OutputGuard:
         if store is not None:
             raise OutputError(f"{target}: is inside the key store {store}; only the key store itself writes there "
                               f"(choose a {what} path outside it)")
+        for label, (folder, why) in self.outside.items():
+            if inside(target, folder):
+                raise OutputError(f"{target}: is inside the {label} {folder}; {why}")
 
     def check_file(self, path: str | os.PathLike, what: str = "output",
                    allow_existing: Callable[[Path], bool] | None = None) -> Path:
