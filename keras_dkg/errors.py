@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from keras_dkg.common import short_error
+
 
 class DkgError(Exception):
     """Base class: a user-facing failure with an actionable message."""
@@ -48,7 +50,7 @@ class TrainingError(DkgError):
 # The extra that brings each optional module a command may import (setup.cfg).
 EXTRA_FOR_MODULE = {
     "tensorflow": "train", "keras": "train", "tf2onnx": "train", "onnx": "train", "tensorboard": "train",
-    "jax": "train", "nibabel": "train", "scipy": "analysis", "matplotlib": "analysis", "skimage": "analysis",
+    "jax": "jax", "nibabel": "train", "scipy": "analysis", "matplotlib": "analysis", "skimage": "analysis",
     "PIL": "analysis", "cryptography": "hardened", "pydicom": "dicom", "tqdm": "analysis",
 }
 
@@ -59,18 +61,14 @@ def missing_extra_line(exc: ModuleNotFoundError) -> str | None:
     extra = EXTRA_FOR_MODULE.get(name)
     if extra is None:
         return None
-    hint = "'keras-dkg[train]' (or '[train-cpu]')" if extra == "train" else f"'keras-dkg[{extra}]'"
+    hint = ("'keras-dkg[train]' (or '[train-cpu]'; '[jax]' for --backend jax)" if extra == "train"
+            else f"'keras-dkg[{extra}]'")
     return f"this needs {name}, which is not installed: pip install {hint}"
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (CLIs print exactly one line per error)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def os_error_line(exc: OSError) -> str:
     """'FILE: cause' for an OSError that reached a CLI without becoming a DkgError."""
-    cause = exc.strerror or one_line(exc)
+    cause = exc.strerror or short_error(exc, limit=None)
     names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
     return f"{' -> '.join(names)}: {cause}" if names else cause
 
@@ -86,7 +84,7 @@ def run_cli(prog: str, action: Callable[[], int | None], interrupted: str | None
     try:
         return action() or 0
     except DkgError as exc:
-        message, code = one_line(exc), exc.exit_code
+        message, code = short_error(exc, limit=None), exc.exit_code  # one line per error
     except OSError as exc:
         message, code = os_error_line(exc), 2
     except ModuleNotFoundError as exc:  # an optional dependency: say which extra brings it

@@ -26,7 +26,7 @@ def tiny_run_dir(tmp_path_factory) -> Path:
     from keras_dkg.export.source import import_keras
 
     keras = import_keras()
-    from keras_dkg.networks import build_generator
+    from keras_dkg.train.networks import build_generator
 
     folder = tmp_path_factory.mktemp("tiny_run")
     keras.utils.set_random_seed(TINY_SEED)

@@ -726,7 +726,7 @@ def _(env):
 def _(env):
     import tensorflow as tf
 
-    from keras_dkg.model import GANLoss
+    from keras_dkg.train.losses import GANLoss
 
     original = GANLoss.generator
     env.monkeypatch.setattr(GANLoss, "generator", lambda self, logits: original(self, logits) * tf.constant(np.nan))
@@ -938,20 +938,22 @@ def test_killed_fit_mid_chunk_resumes_to_the_uninterrupted_weights(tmp_path, mon
     uninterrupted run (tests/test_fit.py checks a resume at a checkpoint boundary)."""
     import keras
 
-    import keras_dkg.networks  # noqa: F401 - custom layers for load_model
-    from keras_dkg import fit, training_loop
+    import keras_dkg.train.networks  # noqa: F401 - custom layers for load_model
+    from keras_dkg import fit
+    from keras_dkg.train import loop
 
     monkeypatch.chdir(tmp_path)
     args = ["--steps", "4", *FIT]
     assert fit.main([*args, "--out", "straight"]) == 0
-    original = training_loop.StepMonitor.on_train_batch_end
+    original = loop.StepMonitor.record
 
-    def killed_at_step_3(self, batch, logs=None):
-        original(self, batch, logs)
+    def killed_at_step_3(self, values):
+        going_on = original(self, values)
         if self.step == 3:
             raise KeyboardInterrupt  # what Ctrl-C (SIGINT) raises
+        return going_on
 
-    monkeypatch.setattr(training_loop.StepMonitor, "on_train_batch_end", killed_at_step_3)
+    monkeypatch.setattr(loop.StepMonitor, "record", killed_at_step_3)
     capfd.readouterr()
     assert fit.main([*args, "--out", "split"]) == 130
     err = capfd.readouterr().err
@@ -961,7 +963,7 @@ def test_killed_fit_mid_chunk_resumes_to_the_uninterrupted_weights(tmp_path, mon
     left = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
     assert left == ["ckpt-00000002"], left  # no .tmp- half checkpoint
     assert not (tmp_path / "split" / "generator.keras").exists()
-    monkeypatch.setattr(training_loop.StepMonitor, "on_train_batch_end", original)
+    monkeypatch.setattr(loop.StepMonitor, "record", original)
     assert fit.main([*args, "--out", "split", "--resume"]) == 0
     straight = keras.models.load_model(tmp_path / "straight" / "generator.keras").get_weights()
     resumed = keras.models.load_model(tmp_path / "split" / "generator.keras").get_weights()

@@ -369,7 +369,7 @@ BLOCKED_CHILD = textwrap.dedent(
     runpy.run_module(module, run_name="__main__")
     """
 )
-RUNTIME_ONLY = "tensorflow,keras,tf2onnx,onnx,tensorboard,scipy,matplotlib,skimage,cryptography,pydicom,nibabel"
+RUNTIME_ONLY = "tensorflow,keras,jax,tf2onnx,onnx,tensorboard,scipy,matplotlib,skimage,cryptography,pydicom,nibabel"
 
 
 def _runtime_only(module: str, *argv: str) -> subprocess.CompletedProcess:
@@ -377,10 +377,13 @@ def _runtime_only(module: str, *argv: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_runtime_only_install_names_the_extra_to_install():
+def test_runtime_only_install_names_the_extra_to_install(tmp_path):
+    run = str(tmp_path / "run")
     cases = [
-        ("keras_dkg.fit", ["--help"], "keras_dkg.fit: error: this needs keras, which is not installed: "
-                                      "pip install 'keras-dkg[train]' (or '[train-cpu]')"),
+        ("keras_dkg.fit", ["--steps", "1", "--out", run], "keras_dkg.fit: error: this needs keras, which is not "
+                                                          "installed: pip install 'keras-dkg[train]' (or '[train-cpu]'; '[jax]' for --backend jax)"),
+        ("keras_dkg.fit", ["--backend", "jax", "--out", run], "keras_dkg.fit: error: this needs keras, which is not "
+                                                              "installed: pip install 'keras-dkg[train]'"),
         ("keras_dkg.analysis.cli", ["baselines"], "dkg-analyze: error: this needs scipy, which is not installed: "
                                                   "pip install 'keras-dkg[analysis]'"),
         ("keras_dkg.analysis.cli", ["keys", "docs/img"], "dkg-analyze: error: this needs scipy"),
@@ -389,9 +392,10 @@ def test_runtime_only_install_names_the_extra_to_install():
         done = _runtime_only(module, *argv)
         assert done.returncode == 2, (module, argv, done.stderr)
         assert done.stderr.count("\n") == 1 and done.stderr.startswith(expected), (module, argv, done.stderr)
-        record_row({"id": f"out-runtime-only-{module.split('.')[-1]}-{argv[0]}",
-                    "command": f"{'python -m keras_dkg.fit' if module == 'keras_dkg.fit' else 'dkg-analyze'} "
-                               f"{' '.join(argv)}",
+        assert not (tmp_path / "run").exists()
+        shown = " ".join(a if a != run else "run" for a in argv)
+        record_row({"id": f"out-runtime-only-{module.split('.')[-1]}-{argv[0].lstrip('-')}",
+                    "command": f"{'python -m keras_dkg.fit' if module == 'keras_dkg.fit' else 'dkg-analyze'} {shown}",
                     "bad_input": "runtime-only install (no [train] / [analysis] extras)", "exit": 2,
                     "message": done.stderr.strip(), "outputs": "nothing written"})
 

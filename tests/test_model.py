@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_dkg.model import DeepKeyGen, GANLoss
+from keras_dkg.train.losses import GANLoss
+from keras_dkg.train.model import DeepKeyGen
 
 
 def _data(size=32, batch=2):

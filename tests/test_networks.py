@@ -1,11 +1,13 @@
 """Generator/discriminator shapes and parameter counts against the paper's tables."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
-from keras_dkg import architecture
-from keras_dkg.networks import build_discriminator, build_generator
+from keras_dkg.train import architecture
+from keras_dkg.train.networks import build_discriminator, build_generator
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +78,12 @@ def test_save_and_load_round_trip(tmp_path, nets):
     loaded = keras.models.load_model(path)
     x = np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(generator(x)), atol=1e-6)
+
+
+def test_a_keras_file_from_before_the_train_package_still_loads():
+    """Made by keras_dkg/networks.py before it moved to keras_dkg/train/ (1 residual block):
+    the registered layer names are unchanged, so the old file loads and computes the same key."""
+    data = Path(__file__).parent / "data"
+    loaded = keras.models.load_model(data / "generator_1block_before_train_package.keras")
+    with np.load(data / "generator_1block_before_train_package.npz") as expected:
+        np.testing.assert_allclose(np.asarray(loaded(expected["x"])), expected["y"], rtol=0, atol=1e-6)

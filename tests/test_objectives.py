@@ -1,4 +1,4 @@
-"""The key objectives (keras_dkg.objectives): each term measures what it claims, and a run with all of
+"""The key objectives (keras_dkg.train.losses): each term measures what it claims, and a run with all of
 them on trains, logs them and resumes exactly (P's weights and optimizer are checkpointed)."""
 
 import json
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_dkg import checkpoints, fit
-from keras_dkg import objectives as obj
-from keras_dkg.model import DeepKeyGen
+from keras_dkg import fit
+from keras_dkg.train import checkpoints
+from keras_dkg.train import losses as obj
+from keras_dkg.train.model import DeepKeyGen
+from keras_dkg.train.networks import build_predictor
 
 TINY = ["--image-size", "32", "--residual-blocks", "1", "--no-progress"]
 ALL_ON = ["--sensitivity-weight", "1", "--uniformity-weight", "0.5", "--predictor-weight", "1"]
@@ -51,30 +53,31 @@ def test_uniformity_is_near_zero_for_uniform_bytes_and_large_for_a_narrow_bell()
 def test_perturbations_and_mask():
     seeds = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 1)).repeat(3, -1) / 127.5 - 1,
                         tf.float32)
-    changed = obj.one_pixel_change(seeds, tf.constant([1, 2], tf.int64)).numpy()
+    changed = obj.one_pixel_change(seeds, tf.random.stateless_uniform([2, 3], seed=[1, 2])).numpy()
     differs = np.any(changed != seeds.numpy(), axis=-1)
     assert differs.sum(axis=(1, 2)).max() <= 1 and differs.any()
     assert np.all(changed[..., 0] == changed[..., 2])  # still gray
-    nonce = obj.nonce_perturbation(seeds, tf.constant([3, 4], tf.int64)).numpy()
+    nonce = obj.nonce_perturbation(seeds, tf.random.stateless_uniform(seeds.shape, seed=[3, 4])).numpy()
     assert np.abs(nonce).max() <= 1 + 1e-6
     levels = (nonce - seeds.numpy()) * 127.5
     inside = np.abs(seeds.numpy()) < 1 - 9 / 127.5  # away from the reflecting ends
     assert np.abs(levels[inside]).max() <= 8 + 1e-3 and np.allclose(levels[inside], np.round(levels[inside]), atol=1e-3)
-    mask = obj.hidden_mask([4, 32, 32, 3], tf.constant([5, 6], tf.int64)).numpy()
+    mask = obj.hidden_mask(tf.random.stateless_uniform([4, 32, 32, 1], seed=[5, 6])).numpy()
     assert mask.shape == (4, 32, 32, 1) and 0.2 < mask.mean() < 0.3
 
 
 def test_predictor_learns_a_structured_key_and_gs_term_rewards_its_error():
     keras.utils.set_random_seed(0)
-    predictor = obj.build_predictor()
+    predictor = build_predictor()
     optimizer = keras.optimizers.Adam(1e-3)
     stripes = np.tile(np.array([-0.8, 0.6], np.float32), (2, 16, 8, 3)).reshape(2, 16, 16, 3)
     keys = tf.constant(stripes)
     errors = []
     for step in range(40):
-        mask = obj.hidden_mask([2, 16, 16, 3], tf.constant([step, 7], tf.int64))
+        mask = obj.hidden_mask(tf.random.stateless_uniform([2, 16, 16, 1], seed=[step, 7]))
         with tf.GradientTape() as tape:
-            error = tf.reduce_mean(obj.predictor_error(predictor, keys, mask))
+            guesses = predictor(obj.predictor_inputs(keys, mask), training=True)
+            error = tf.reduce_mean(obj.predictor_error(guesses, keys, mask))
         optimizer.apply_gradients(zip(tape.gradient(error, predictor.trainable_variables),
                                       predictor.trainable_variables, strict=True))
         errors.append(float(error))

@@ -41,9 +41,10 @@ EXPORT_SNIPPET = """
 import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path
-from keras_dkg.export.source import import_keras, load_source, quiet
+from keras_dkg.common import quiet
+from keras_dkg.export.source import import_keras, load_source
 keras = import_keras()
-from keras_dkg.networks import build_generator
+from keras_dkg.train.networks import build_generator
 from keras_dkg.export.onnx import export_onnx
 run, target, blocks = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 run.mkdir(parents=True, exist_ok=True)

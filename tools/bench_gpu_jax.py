@@ -1,19 +1,19 @@
-"""DeepKeyGen networks on Keras 3's JAX backend: train steps/s and ms/key on a GPU.
+"""Training and key speed on Keras 3's JAX backend (a GPU box without TensorFlow), through the library.
 
-`keras_dkg.networks` uses only `keras.layers`/`keras.ops`, so the same G and D run under
-JAX. This script mirrors `DeepKeyGen.train_step` (D update with eq. 3, then G update with
-the non-saturating eq. 2, Adam 2e-4/0.5/0.999) as one jitted stateless JAX step, and
-prints one table: steps/s per size and batch, ms per 256² key, and the projected time of
-the paper's 20,000-step run. It is for machines without TensorFlow (e.g. a GPU box with
-JAX); the TensorFlow trainer is measured by tools/bench_train.py.
+Two numbers per size and batch: the jitted step alone (`keras_dkg.train.step_jax.make_step`,
+the step `python -m keras_dkg.fit --backend jax` runs) and a real `train()` run of
+`--run-steps` steps (data on the device, metrics fetched every 10 steps, one checkpoint and
+sample key at the end; its steps/s counts compilation and that checkpoint). Plus ms per key
+of the generator alone and the projected time of the paper's 20,000-step run.
 
-    KERAS_BACKEND=jax python tools/bench_gpu_jax.py [--sizes 64 128 256] [--batches 1 16]
+    KERAS_BACKEND=jax python tools/bench_gpu_jax.py [--sizes 64 128 256] [--batches 1 16] [--steps 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -23,66 +23,37 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_dkg.networks import build_discriminator, build_generator  # noqa: E402
+from keras_dkg.train import TrainConfig, step_jax, train  # noqa: E402
+from keras_dkg.train.loop import build_model  # noqa: E402
 
 
-def bce(logits, target: float):
-    """Mean sigmoid cross-entropy with a constant target (numerically stable form)."""
-    return jnp.mean(jnp.maximum(logits, 0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits))))
-
-
-def make_step(generator, discriminator, g_opt, d_opt):
-    def d_loss(d_vars, g_vars, x, y):
-        fake, _ = generator.stateless_call(g_vars, [], x, training=True)
-        real_logits, _ = discriminator.stateless_call(d_vars, [], y, training=True)
-        fake_logits, _ = discriminator.stateless_call(d_vars, [], fake, training=True)
-        return bce(real_logits, 1.0) + bce(fake_logits, 0.0)
-
-    def g_loss(g_vars, d_vars, x):
-        fake, _ = generator.stateless_call(g_vars, [], x, training=True)
-        logits, _ = discriminator.stateless_call(d_vars, [], fake, training=True)
-        return bce(logits, 1.0)
-
-    @jax.jit
-    def step(state, x, y):
-        g_vars, d_vars, g_slots, d_slots = state
-        dl, d_grads = jax.value_and_grad(d_loss)(d_vars, g_vars, x, y)
-        d_vars, d_slots = d_opt.stateless_apply(d_slots, d_grads, d_vars)
-        gl, g_grads = jax.value_and_grad(g_loss)(g_vars, d_vars, x)
-        g_vars, g_slots = g_opt.stateless_apply(g_slots, g_grads, g_vars)
-        return (g_vars, d_vars, g_slots, d_slots), dl, gl
-
-    return step
-
-
-def new_training(seed: int):
-    """Fresh G, D and Adam(2e-4, 0.5, 0.999) pair under `seed`: (generator, step, state)."""
-    keras.utils.set_random_seed(seed)
-    generator, discriminator = build_generator(), build_discriminator()
-    g_opt, d_opt = (keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999) for _ in range(2))
-    g_opt.build(generator.trainable_variables)
-    d_opt.build(discriminator.trainable_variables)
-    state = ([v.value for v in generator.trainable_variables], [v.value for v in discriminator.trainable_variables],
-             [v.value for v in g_opt.variables], [v.value for v in d_opt.variables])
-    return generator, make_step(generator, discriminator, g_opt, d_opt), state
-
-
-def train_rate(size: int, batch: int, steps: int) -> tuple[float, float, float]:
-    _, step, state = new_training(0)
+def step_rate(size: int, batch: int, steps: int) -> tuple[float, dict]:
+    """Steps/s of the jitted step alone on random images, and its last metrics."""
+    model = build_model(TrainConfig(image_size=size, batch_size=batch, backend="jax"))
+    step = step_jax.make_step(model, augment=False)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32)
-    y = jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32)
-    state, dl, gl = step(state, x, y)
-    jax.block_until_ready(gl)
+    pixels = jax.device_put(rng.integers(0, 256, (16, size, size, 3), dtype=np.uint8))
+    index = jnp.arange(batch, dtype=jnp.int32) % 16
+    state = step_jax.state_of(model)
+    state, metrics = step(state, pixels, pixels, index, index, None, jnp.int32(0))
+    jax.block_until_ready(metrics)
     started = time.perf_counter()
-    for _ in range(steps):
-        state, dl, gl = step(state, x, y)
-    jax.block_until_ready((state, gl))
-    return steps / (time.perf_counter() - started), float(dl), float(gl)
+    for number in range(steps):
+        state, metrics = step(state, pixels, pixels, index, index, None, jnp.int32(number))
+    jax.block_until_ready((state, metrics))
+    return steps / (time.perf_counter() - started), {k: float(v) for k, v in metrics.items()}
+
+
+def run_rate(size: int, batch: int, steps: int) -> float:
+    """Steps/s that `train()` itself reports for a fresh run on the embedded data."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = train(TrainConfig(out=f"{folder}/run", image_size=size, batch_size=batch, steps=steps,
+                                   checkpoint_every=steps, backend="jax"))
+    return result.steps_per_second or 0.0
 
 
 def keygen_ms(size: int, batch: int, repeats: int) -> float:
-    generator = build_generator()
+    generator = build_model(TrainConfig(image_size=size, backend="jax")).generator
     variables = [v.value for v in generator.trainable_variables]
     forward = jax.jit(lambda v, x: generator.stateless_call(v, [], x, training=False)[0])
     x = jnp.zeros((batch, size, size, 3), jnp.float32)
@@ -98,17 +69,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=200, help="timed steps of the step alone")
+    parser.add_argument("--run-steps", type=int, default=500, help="steps of each real train() run (0: skip)")
     args = parser.parse_args()
     print(f"keras {keras.__version__} backend {keras.backend.backend()}, jax {jax.__version__}, "
           f"devices {[d.device_kind for d in jax.devices()]}")
-    print("| size | batch | train steps/s | images/s | d_loss | g_loss | ms/key (G only) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| size | batch | step steps/s | train() steps/s | images/s | d_loss | g_loss | ms/key (G only) |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for batch in args.batches:
-            rate, dl, gl = train_rate(size, batch, args.steps)
+            rate, metrics = step_rate(size, batch, args.steps)
+            run = run_rate(size, batch, args.run_steps) if args.run_steps else float("nan")
             ms = keygen_ms(size, batch, 50)
-            print(f"| {size} | {batch} | {rate:.1f} | {rate * batch:.1f} | {dl:.3f} | {gl:.3f} | {ms:.3f} |", flush=True)
+            print(f"| {size} | {batch} | {rate:.1f} | {run:.1f} | {rate * batch:.1f} | {metrics['d_loss']:.3f} | "
+                  f"{metrics['g_loss']:.3f} | {ms:.3f} |", flush=True)
             if size == 256 and batch == 1:
                 print(f"| projected paper run (20,000 steps at 256², bs 1): {20000 / rate / 60:.1f} min |")
 

@@ -11,7 +11,7 @@ machine (best of several 2048² products) as a share of peak. XOR rows: cv2 vs n
 
 The generator is the full-size one (6 residual blocks) with fixed untrained weights:
 speed does not depend on the weights. onnxruntime, sgemm and XOR run in a child process
-without TensorFlow (TF in the same process slows onnxruntime by ~40 %, TOOLCHAIN.md).
+without TensorFlow (TF in the same process slows onnxruntime by ~40 %).
 Without TensorFlow installed, pass --onnx G.onnx and only the child's rows are shown.
 This machine is shared and noisy: compare rows within one run, not across runs.
 """
@@ -153,7 +153,8 @@ def generator_gflop(model, size: int) -> float:
 
 
 def bench_tf(size: int, batches: list[int], quick: bool, folder: Path) -> tuple[list[dict], float, Path]:
-    from keras_dkg.export.source import import_keras, quiet
+    from keras_dkg.common import quiet
+    from keras_dkg.export.source import import_keras
 
     keras = import_keras()
     import tensorflow as tf
@@ -161,7 +162,7 @@ def bench_tf(size: int, batches: list[int], quick: bool, folder: Path) -> tuple[
     from keras_dkg.export.onnx import convert as to_onnx
     from keras_dkg.export.tflite import convert as to_tflite
     from keras_dkg.export.tflite import tflite_runner
-    from keras_dkg.networks import build_generator
+    from keras_dkg.train.networks import build_generator
 
     keras.utils.set_random_seed(0)
     model = build_generator()

@@ -18,8 +18,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_dkg.model import DeepKeyGen, Stabilizers  # noqa: E402
-from keras_dkg.objectives import KeyObjectives  # noqa: E402
+from keras_dkg.train.losses import KeyObjectives, Stabilizers  # noqa: E402
+from keras_dkg.train.model import DeepKeyGen  # noqa: E402
 
 CONFIGS = {
     "paper": ({}, {}),

@@ -27,6 +27,7 @@ import numpy as np
 
 from keras_dkg.analysis import baselines as baselines_module
 from keras_dkg.analysis import differential, metrics
+from keras_dkg.common import progress_bar, to_jsonable
 from keras_dkg.errors import InputError, OutputError, run_cli
 
 PROG = "dkg-analyze"
@@ -36,28 +37,8 @@ NIST_ALPHA = 0.01
 # --------------------------------------------------------------------------- helpers
 
 
-def _clean(value):
-    """JSON-safe copy: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return None if math.isnan(value) or math.isinf(value) else value
-    if hasattr(value, "to_dict"):
-        return _clean(value.to_dict())
-    return value
-
-
 def _print_json(payload) -> None:
-    print(json.dumps(_clean(payload), indent=2, allow_nan=False))
+    print(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -84,12 +65,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def _progress(iterable, total: int, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is in the [analysis] extra; progress is optional
-        return iterable
-    # disable=None: no bar when stderr is not a terminal (pipes, CI, tests)
-    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, disable=None, leave=False)
+    # enabled=None: no bar when stderr is not a terminal (pipes, CI, tests)
+    return progress_bar(total=total, iterable=iterable, desc=desc, enabled=None, leave=False)
 
 
 def _read(path) -> np.ndarray:
@@ -297,18 +274,16 @@ STS_HELP = ("use the reference sts-2.1.2 constants (its pi tables for the overla
 
 
 def _import_nist():
-    try:
-        from keras_dkg.analysis.nist import read_bits, run_all
-    except ImportError as exc:
-        raise InputError(f"the NIST test suite (keras_dkg.analysis.nist) is not available ({exc})") from exc
-    return read_bits, run_all
+    """keras_dkg.analysis.nist, imported when used: it needs scipy (run_cli names the extra when missing)."""
+    from keras_dkg.analysis import nist
+
+    return nist
 
 
-def _run_nist(run_all, bits, tests: list[str] | None, sts: bool = False):
-    """The tests (all by default); `sts`: the reference sts-2.1.2 constants (nist.STS_OPTIONS)."""
-    from keras_dkg.analysis.nist import STS_OPTIONS
-
-    return list(run_all(bits, tests=tests, options=STS_OPTIONS if sts else None))
+def _run_nist(bits, tests: list[str] | None, sts: bool = False) -> list[dict]:
+    """The tests (all by default) as dicts; `sts`: the reference sts-2.1.2 constants (nist.STS_OPTIONS)."""
+    nist = _import_nist()
+    return [r.to_dict() for r in nist.run_all(bits, tests=tests, options=nist.STS_OPTIONS if sts else None)]
 
 
 def _parse_tests(text: str | None) -> list[str] | None:
@@ -320,21 +295,11 @@ def _parse_tests(text: str | None) -> list[str] | None:
     return names
 
 
-def _nist_dict(result) -> dict:
-    data = result.to_dict() if hasattr(result, "to_dict") else dict(result.__dict__)
-    return {
-        "name": data.get("name"),
-        "p_values": list(data.get("p_values", [])),
-        "passed": data.get("passed"),
-        "note": data.get("note"),
-    }
-
-
 def cmd_nist(args) -> int:
-    read_bits, run_all = _import_nist()
+    nist = _import_nist()
     tests = _parse_tests(args.tests)
-    bits = read_bits(args.file)
-    results = [_nist_dict(r) for r in _run_nist(run_all, bits, tests, args.sts)]
+    bits = nist.read_bits(args.file)
+    results = _run_nist(bits, tests, args.sts)
     if args.json:
         _print_json({"file": str(args.file), "bits": int(len(bits)), "constants": "sts-2.1.2" if args.sts else "spec",
                      "tests": results})
@@ -363,7 +328,8 @@ def cmd_baselines(args) -> int:
         raise InputError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(baselines_module.METHODS)}")
     if args.repeat < 1:
         raise InputError(f"--repeat must be >= 1, got {args.repeat}")
-    nist = _import_nist()[1] if args.nist else None
+    if args.nist:
+        _import_nist()  # before any work: the suite needs scipy
     plots_dir = _plots_dir(args.plots)
     rows, keys = [], {}
     for name in _progress(names, len(names), "baselines"):
@@ -376,8 +342,8 @@ def cmd_baselines(args) -> int:
         row.pop("_corr")
         row.update(method=name, label=baselines_module.METHODS[name].label,
                    description=baselines_module.METHODS[name].description, gen_ms=1000.0 * min(times))
-        if nist is not None:
-            results = [_nist_dict(r) for r in _run_nist(nist, np.unpackbits(key.reshape(-1)), None, args.sts)]
+        if args.nist:
+            results = _run_nist(np.unpackbits(key.reshape(-1)), None, args.sts)
             counted = [r for r in results if r["passed"] is not None]
             row["nist_passed"] = sum(bool(r["passed"]) for r in counted)
             row["nist_applicable"] = len(counted)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from keras_dkg.common import quiet
 from keras_dkg.errors import InputError, OutputError, run_cli
 from keras_dkg.runtime.imageio import write_bytes_atomic
 from keras_dkg.runtime.outputs import OutputGuard
@@ -56,10 +57,9 @@ def _diagnose(args: argparse.Namespace) -> None:
         guard.check_file(args.json, "JSON report")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_dkg.diagnose.report import diagnose, format_text
-    from keras_dkg.export.source import quiet
 
     with quiet():  # TensorFlow's import banners would break the one-line error rule
-        import keras_dkg.networks  # noqa: F401  (registers the generator's layers)
+        import keras_dkg.train.networks  # noqa: F401  (registers the generator's layers)
     report, arrays = diagnose(run_dir, args.seed_image, args.nonces, args.pixel_pairs, args.seed)
     print(format_text(report))
     if args.json:

@@ -20,7 +20,7 @@ def load_generator(run_dir: str | Path, options: dict):
     """The run's generator (Keras); InputError when the run has neither a generator nor a checkpoint."""
     import keras
 
-    from keras_dkg import checkpoints, networks
+    from keras_dkg.train import checkpoints, networks
 
     run_dir = Path(run_dir)
     if (run_dir / "generator.keras").is_file():

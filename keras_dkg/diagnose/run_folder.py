@@ -20,7 +20,7 @@ from keras_dkg.errors import InputError
 from keras_dkg.runtime.imageio import list_images, read_image
 from keras_dkg.runtime.preprocess import preprocess_uint8
 
-METRICS_LOG = "metrics.jsonl"  # keras_dkg.training_loop.METRICS_LOG (not imported: it needs TF)
+METRICS_LOG = "metrics.jsonl"  # keras_dkg.train.loop.METRICS_LOG (not imported: it needs TF)
 SAMPLE = re.compile(r"key_step(\d+)\.png$")
 MAX_DOMAIN_IMAGES = 64
 

@@ -54,7 +54,8 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from keras_dkg.export.source import load_source, quiet
+    from keras_dkg.common import quiet
+    from keras_dkg.export.source import load_source
 
     _check_output(args)
     with quiet(not args.verbose):

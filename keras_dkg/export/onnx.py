@@ -19,9 +19,10 @@ import os
 import time
 from collections import Counter
 
+from keras_dkg.common import quiet
 from keras_dkg.errors import InputError, ModelError
 from keras_dkg.export.parity import check_parity, keras_runner
-from keras_dkg.export.source import ExportResult, SourceModel, check_output, export_metadata, quiet
+from keras_dkg.export.source import ExportResult, SourceModel, check_output, export_metadata
 from keras_dkg.runtime.imageio import write_bytes_atomic
 
 DEFAULT_OPSET = 17
@@ -63,15 +64,26 @@ def op_histogram(proto) -> dict[str, int]:
 
 
 def export_onnx(
-    source: SourceModel,
+    source: SourceModel | str | os.PathLike,
     output: str | os.PathLike,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
     verbose: bool = False,
+    training_size: int | None = None,
 ) -> ExportResult:
-    """Convert, check parity against Keras, add metadata_props, write atomically."""
+    """Convert, check parity against Keras, add metadata_props, write atomically.
+
+    `source` is a loaded SourceModel, or a run folder / .keras file (loaded quietly, at
+    `training_size` or the one its run.json records). Raises ModelError when parity fails.
+    """
     import onnx
     import tf2onnx
+
+    if not isinstance(source, SourceModel):
+        from keras_dkg.export.source import load_source
+
+        with quiet(not verbose):
+            source = load_source(source, training_size)
 
     output = check_output(output, ".onnx", overwrite)
     start = time.perf_counter()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
-import tempfile
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras_dkg
+from keras_dkg.common import quiet
 from keras_dkg.errors import DkgError, InputError, ModelError, OutputError
 from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
 from keras_dkg.runtime.preprocess import PREPROCESSING_SPEC, QUANTISATION_RULE
@@ -41,52 +38,10 @@ class ExportResult:
     metadata: dict[str, str]
     details: dict = field(default_factory=dict)
 
-
-class _Captured:
-    """The captured output of a `quiet` block, readable while the block runs."""
-
-    def __init__(self, sink, stream):
-        self._sink, self._stream = sink, stream
-
-    def tail(self, lines: int = 8) -> str:
-        self._stream.flush()
-        self._sink.seek(0)
-        text = self._sink.read().decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(text[-lines:])
-
-
-@contextlib.contextmanager
-def quiet(enabled: bool = True) -> Iterator[_Captured | None]:
-    """Send stdout and stderr (file descriptors too, so C++ logs) to a temporary file.
-
-    TensorFlow and the converters print pages of logs; the CLI shows them with --verbose.
-    Inside the block, `.tail()` gives the last lines for an error message.
-    """
-    if not enabled:
-        yield None
-        return
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            stream.flush()
-    python_streams = sys.stdout, sys.stderr
-    try:
-        saved = [os.dup(1), os.dup(2)]
-    except OSError:  # no standard descriptors (a daemon, pythonw): nothing to hold back
-        yield None
-        return
-    with tempfile.TemporaryFile() as sink, open(sink.fileno(), "w", encoding="utf-8", closefd=False) as stream:
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            sys.stdout = sys.stderr = stream
-            yield _Captured(sink, stream)
-        finally:
-            stream.flush()
-            sys.stdout, sys.stderr = python_streams
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+    @property
+    def parity(self):
+        """The parity report (passed, per-case max |Δ|) against Keras."""
+        return self.report
 
 
 def import_keras():
@@ -98,7 +53,7 @@ def import_keras():
             import tensorflow  # noqa: F401
             import tf2onnx  # noqa: F401
 
-            import keras_dkg.networks  # noqa: F401 - registers ReflectionPadding2D, InstanceNormalization
+            import keras_dkg.train.networks  # noqa: F401 - registers ReflectionPadding2D, InstanceNormalization
     except ImportError as exc:
         raise DkgError(
             f"exporting needs TensorFlow, Keras 3 and tf2onnx ({exc}); pip install 'keras-dkg[train-cpu]'"

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg import embedded
+from keras_dkg.common import short_error
 from keras_dkg.errors import InputError
 from keras_dkg.runtime.imageio import list_images, read_image, write_image
 from keras_dkg.runtime.preprocess import preprocess_uint8
@@ -62,7 +63,7 @@ def _embedded_ultrasound(count: int) -> tuple[list[tuple[str, np.ndarray]], list
         picks = np.linspace(0, frames.shape[0] - 1, num=max(count - 1, 1)).round().astype(int)
         images += [(f"examples_ybr_color.dcm frame {int(i)}", np.ascontiguousarray(frames[i])) for i in picks]
     except Exception as exc:  # no JPEG decoder, file missing, ...
-        notes.append(f"examples_ybr_color.dcm not decodable here ({type(exc).__name__}: {str(exc)[:120]}); "
+        notes.append(f"examples_ybr_color.dcm not decodable here ({type(exc).__name__}: {short_error(exc, 120)}); "
                      "only the uncompressed ultrasound image is used")
     return images[:count], notes
 

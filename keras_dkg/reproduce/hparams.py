@@ -11,17 +11,16 @@ paper's "NaN".
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import shutil
 
 import numpy as np
 
-from keras_dkg.errors import DkgError
+from keras_dkg.common import short_error
+from keras_dkg.errors import DkgError, TrainingError
 from keras_dkg.reproduce.profiles import grid_name
 from keras_dkg.reproduce.runner import Context
-from keras_dkg.reproduce.stages import export_model, fit_arguments, run_fit
+from keras_dkg.reproduce.stages import export_model, run_training, train_config
 from keras_dkg.runtime.imageio import list_images
 
 
@@ -44,17 +43,15 @@ def evaluate(ctx: Context, model) -> dict:
 def grid_row(ctx: Context, lr: float, batch_size: int, steps: int, paper_epochs: int) -> dict:
     name = grid_name(lr, batch_size)
     run_dir = ctx.path("hparams", "runs", name)
-    arguments = fit_arguments(ctx, run_dir, "grid_high", blocks=6, seed=0, steps=steps, lr=lr,
-                              batch_size=batch_size, source=ctx.plaintext_manifest()["grid"]["train"],
-                              checkpoint_every=grid_checkpoint_every(ctx))
+    config = train_config(ctx, run_dir, "grid_high", blocks=6, seed=0, steps=steps, lr=lr,
+                          batch_size=batch_size, source=ctx.plaintext_manifest()["grid"]["train"],
+                          checkpoint_every=grid_checkpoint_every(ctx))
     row = {"lr": lr, "batch_size": batch_size, "steps": steps, "paper_epochs": paper_epochs}
-    errors = io.StringIO()
-    with contextlib.redirect_stderr(errors):
-        code = run_fit(ctx, run_dir, arguments)
-    if code:
-        message = errors.getvalue().strip().splitlines()[-1:] or [f"exit code {code}"]
-        ctx.log(f"  {name} at {steps} steps: training stopped — {message[0][:300]}")
-        return row | {"mean_entropy": None, "status": "diverged", "message": message[0][:500]}
+    try:
+        run_training(config)
+    except TrainingError as exc:  # a diverged run is a result of the grid, not a failure of it
+        ctx.log(f"  {name} at {steps} steps: training stopped — {short_error(exc, 300)}")
+        return row | {"mean_entropy": None, "status": "diverged", "message": short_error(exc, 500)}
     snapshot = ctx.path("hparams", "snapshots", f"{name}_{steps}.keras")
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "generator.keras", snapshot)
@@ -65,7 +62,7 @@ def grid_row(ctx: Context, lr: float, batch_size: int, steps: int, paper_epochs:
         evaluation = evaluate(ctx, model)
     except DkgError as exc:  # NaN weights fail the parity check or key generation
         ctx.log(f"  {name} at {steps} steps: no key — {exc}")
-        return row | {"mean_entropy": None, "status": "no key", "message": str(exc)[:500]}
+        return row | {"mean_entropy": None, "status": "no key", "message": short_error(exc, 500)}
     ctx.log(f"  {name} at {steps} steps: mean key entropy {evaluation['mean_entropy']:.4f}")
     return row | evaluation | {"status": "ok"}
 

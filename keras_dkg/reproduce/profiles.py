@@ -37,7 +37,7 @@ class Profile:
     plaintexts: int = 8  # per modality (paper: 8)
     correlation_pairs: int = 256  # the paper's N per direction; we also report all pairs
     timing_repeats: int = 5
-    # extra trainings of network A under these fit recipes (keras_dkg/recipes.py), shown
+    # extra trainings of network A under these fit recipes (keras_dkg/train/recipes.py), shown
     # beside the paper-faithful run in Tables III, IV, XVII and XVIII
     recipes: tuple[str, ...] = ("recommended",)
     reductions: tuple[str, ...] = ()

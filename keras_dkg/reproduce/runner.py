@@ -10,14 +10,12 @@ with another profile or other data is refused, so results are never mixed.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from keras_dkg.common import to_jsonable
 from keras_dkg.errors import InputError, OutputError
 from keras_dkg.reproduce.profiles import Profile
 from keras_dkg.runtime.imageio import write_bytes_atomic
@@ -25,23 +23,6 @@ from keras_dkg.runtime.imageio import write_bytes_atomic
 CONFIG = "config.json"
 LOG = "reproduce.log"
 STAGES = "stages"
-
-
-def to_jsonable(value):
-    """numpy scalars/arrays to Python; NaN and ±inf to None (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_json(path: Path, data) -> None:

@@ -1,11 +1,11 @@
 """The pipeline stages: data → domains → architecture → train → export → keys → encrypt.
 
 Every stage uses the project's real pipeline: `keras_dkg.domains.build_domain`,
-`keras_dkg.fit.main` (in-process, one TensorFlow import), `dkg-export onnx`
-(`keras_dkg.export.cli.main`), `KeyGenerator` (onnxruntime) for every key and
+`keras_dkg.train.train` (in-process, one TensorFlow import), `keras_dkg.export.export_onnx`
+(what `dkg-export onnx` runs), `KeyGenerator` (onnxruntime) for every key and
 `encrypt_array`/`decrypt_array` for every ciphertext. Trainings, exports and key sets are
 units with their own markers, so an interrupted run resumes at the unit it stopped in
-(and a training at its last checkpoint, via `fit --resume`).
+(and a training at its last checkpoint, resumed).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from keras_dkg import embedded
-from keras_dkg.errors import ModelError, TrainingError
 from keras_dkg.reproduce.datasets import (
     MODALITIES,
     prepare_plaintexts,
@@ -83,11 +82,11 @@ def stage_domains(ctx: Context) -> dict:
 
 def stage_architecture(ctx: Context) -> dict:
     """Our parameter counts beside Tables I-II, and the attack networks' sizes (Table XVI)."""
-    from keras_dkg.architecture import parameter_table
     from keras_dkg.export.source import import_keras
+    from keras_dkg.train.architecture import parameter_table
 
     keras = import_keras()
-    from keras_dkg.networks import build_discriminator, build_generator
+    from keras_dkg.train.networks import build_discriminator, build_generator
 
     tables = parameter_table(build_generator(), build_discriminator())
     rows = {label: [row.__dict__ for row in rows] for label, rows in tables.items()}
@@ -96,43 +95,44 @@ def stage_architecture(ctx: Context) -> dict:
     return {"rows": rows, "generator_params_by_blocks": blocks}
 
 
-def fit_arguments(ctx: Context, run_dir, domain: str, *, blocks: int, seed: int, steps: int, lr: float | None,
-                  batch_size: int, source: str, checkpoint_every: int, recipe: str = "paper") -> list[str]:
-    """`fit` flags of one training; lr None leaves the learning rate to the recipe."""
+def train_config(ctx: Context, run_dir, domain: str, *, blocks: int, seed: int, steps: int, lr: float | None,
+                 batch_size: int, source: str, checkpoint_every: int, recipe: str = "paper"):
+    """The TrainConfig of one training; lr None leaves the learning rate to the recipe."""
+    from keras_dkg.train import TrainConfig
+
     manifest = ctx.plaintext_manifest()
-    return ["--out", str(run_dir), "--source", source, "--domain", str(ctx.path("domains", domain)),
-            "--seed-image", manifest["seed_image"], "--image-size", str(ctx.image_size()),
-            "--steps", str(steps), "--batch-size", str(batch_size), "--recipe", recipe,
-            *(["--lr", repr(lr)] if lr is not None else []),
-            "--residual-blocks", str(blocks), "--seed", str(seed),
-            "--checkpoint-every", str(checkpoint_every), "--no-progress"]
+    return TrainConfig.from_recipe(
+        recipe, out=str(run_dir), source=source, domain=str(ctx.path("domains", domain)),
+        seed_image=manifest["seed_image"], image_size=ctx.image_size(), steps=steps, batch_size=batch_size,
+        **({"learning_rate": lr} if lr is not None else {}), residual_blocks=blocks, seed=seed,
+        checkpoint_every=checkpoint_every, progress=False)
 
 
-def run_fit(ctx: Context, run_dir, arguments: list[str]) -> int:
-    """`python -m keras_dkg.fit` in this process; resumes when the folder holds a checkpoint."""
-    from keras_dkg import checkpoints, fit
+def run_training(config):
+    """`keras_dkg.train.train`, resuming when the run folder holds a checkpoint."""
+    from pathlib import Path
 
-    resume = (run_dir / "run.json").is_file() and bool(checkpoints.list_checkpoints(run_dir / "checkpoints"))
-    code = fit.main(arguments + (["--resume"] if resume else []))
     import keras
 
+    from keras_dkg.train import checkpoints, train
+
+    run_dir = Path(config.out)
+    resume = (run_dir / "run.json").is_file() and bool(checkpoints.list_checkpoints(run_dir / "checkpoints"))
+    result = train(config.replace(resume=resume))
     keras.utils.clear_session()
-    return code
+    return result
 
 
 def train_one(ctx: Context, name: str, settings: dict) -> dict:
     profile = ctx.profile
     run_dir = ctx.path("runs", name)
     recipe = settings.get("recipe", "paper")
-    arguments = fit_arguments(ctx, run_dir, settings["domain"], blocks=settings["blocks"], seed=settings["seed"],
-                              steps=profile.steps, lr=2e-4 if recipe == "paper" else None,
-                              batch_size=profile.batch_size, source=ctx.plaintext_manifest()["source"],
-                              checkpoint_every=profile.checkpoint_every, recipe=recipe)
-    code = run_fit(ctx, run_dir, arguments)
-    if code:
-        raise TrainingError(f"training {name} failed (exit {code}); see {run_dir} and the messages above")
+    config = train_config(ctx, run_dir, settings["domain"], blocks=settings["blocks"], seed=settings["seed"],
+                          steps=profile.steps, lr=2e-4 if recipe == "paper" else None,
+                          batch_size=profile.batch_size, source=ctx.plaintext_manifest()["source"],
+                          checkpoint_every=profile.checkpoint_every, recipe=recipe)
+    summary = run_training(config).summary
     record = read_json(run_dir / "run.json")
-    summary = record["summary"]
     ctx.log(f"  {name}: {summary['steps_done']} steps, {summary.get('steps_per_second')} steps/s, "
             f"sample key entropy {summary['sample_key_entropy']:.4f}")
     return {"settings": settings, "run_dir": str(run_dir), "summary": summary, "versions": record["versions"],
@@ -153,29 +153,15 @@ def stage_train(ctx: Context) -> dict:
 
 
 def export_model(ctx: Context, source: str, target, training_size: int | None = None) -> dict:
-    from keras_dkg.export.cli import main as export_main
+    import keras
+
+    from keras_dkg.export import export_onnx
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    arguments = ["onnx", str(source), "-o", str(target), "--overwrite"]
-    if training_size:
-        arguments += ["--training-size", str(training_size)]
-    code = export_main(arguments)
-    if code:
-        raise ModelError(f"dkg-export failed for {source} (exit {code})")
-    import keras
-    import onnx
-
+    result = export_onnx(source, target, overwrite=True, training_size=training_size)
     keras.utils.clear_session()
-    props = {p.key: p.value for p in onnx.load(str(target)).metadata_props}
-    parity = read_json_text(props.get("keras_dkg.parity", "{}"))
-    return {"model": str(target), "bytes": target.stat().st_size, "parity_passed": parity.get("passed"),
-            "parity_max_abs_delta": max((c["max_abs_delta"] for c in parity.get("cases", [])), default=None)}
-
-
-def read_json_text(text: str) -> dict:
-    import json
-
-    return json.loads(text)
+    return {"model": str(target), "bytes": target.stat().st_size, "parity_passed": result.parity.passed,
+            "parity_max_abs_delta": max((c.max_abs_delta for c in result.parity.cases), default=None)}
 
 
 def stage_export(ctx: Context) -> dict:
@@ -262,7 +248,7 @@ def key_timing(ctx: Context) -> dict:
         per_size[str(size)] = {"median_seconds": statistics.median(times), "best_seconds": min(times)}
     return {"load_and_first_key_seconds": first, "per_key": per_size, "provider": generator.provider,
             "repeats": ctx.profile.timing_repeats, "note": "onnxruntime inside the TensorFlow process "
-            "(TOOLCHAIN.md: ~40 % slower than in its own process)"}
+            "(shared/TOOLCHAIN.md: ~40 % slower than in its own process)"}
 
 
 def stage_keys(ctx: Context) -> dict:

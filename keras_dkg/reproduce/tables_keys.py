@@ -94,7 +94,7 @@ def _parameters(art: Artifacts, paper: dict, label: str, title: str) -> dict:
     return {"title": title, "ours": {"rows": rows_in, "total_kernel_parameters": ours_total},
             "tables": [table("kernel weights per layer", ["paper", "ours", "difference", "ours incl. biases and norms"],
                              rows)],
-            "notes": notes + ["Counts from the Keras models built by keras_dkg.networks (python -m keras_dkg.architecture)."]}
+            "notes": notes + ["Counts from the Keras models built by keras_dkg.train.networks (python -m keras_dkg.train.architecture)."]}
 
 
 def table_I_generator(art: Artifacts, paper: dict) -> dict:
@@ -105,7 +105,7 @@ def table_II_discriminator(art: Artifacts, paper: dict) -> dict:
     return _parameters(art, paper, "discriminator", "Table II — discriminator D")
 
 
-RECIPE_NOTE = ("Column '{r}': network A trained again with `python -m keras_dkg.fit --recipe {r}` (keras_dkg/recipes.py; "
+RECIPE_NOTE = ("Column '{r}': network A trained again with `python -m keras_dkg.fit --recipe {r}` (keras_dkg/train/recipes.py; "
                "docs/key_quality.md, 'Recipes') — same size, steps, seed and data; 'ours' is the paper-faithful run.")
 
 

@@ -40,9 +40,9 @@ import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime, timezone
 from pathlib import Path
 
+from keras_dkg.common import progress_bar, utc_timestamp
 from keras_dkg.errors import DkgError, InputError, KeyMaterialError
 from keras_dkg.runtime import batch_worker
 from keras_dkg.runtime.batch_checks import (
@@ -93,24 +93,14 @@ class BatchInterrupted(KeyboardInterrupt):
 # --------------------------------------------------------------------------- driver
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class _Progress:
-    """tqdm when installed (imported lazily), else nothing."""
+    """A bar (`common.progress_bar`) with the batch's MB/s and failures, or nothing."""
 
     def __init__(self, total: int, label: str, enabled: bool):
-        self.bar = None
         self.bytes = 0
         self.failed = 0
         self.start = time.perf_counter()
-        if enabled and total:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
-            self.bar = tqdm(total=total, desc=label, unit="file", dynamic_ncols=True, leave=True)
+        self.bar = progress_bar(total=total, desc=label, unit="file", enabled=enabled and bool(total))
 
     def update(self, results: list[FileResult]) -> None:
         if self.bar is None:
@@ -226,7 +216,7 @@ def _finish(report: BatchReport, relatives: list[str], others: list[FileResult],
     if missing and len(missing) == len(relatives):
         report.options["hint"] = f"no file's key is in {report.keys}: wrong key store?"
     report.elapsed_s = time.perf_counter() - started
-    report.finished = _now()
+    report.finished = utc_timestamp()
     return report
 
 
@@ -327,7 +317,7 @@ def encrypt_folder(
             "resume": resume, "overwrite": overwrite, "chunk": chunk, "threads": _default_threads(jobs),
             "quiet_opencv": quiet,
         }
-        result = BatchReport("encrypt", str(in_dir), str(out_dir), str(keys), _now(), jobs=jobs, options={
+        result = BatchReport("encrypt", str(in_dir), str(out_dir), str(keys), utc_timestamp(), jobs=jobs, options={
             "model": str(model), "seed": str(seed_path), "resume": resume, "overwrite": overwrite,
             "cipher": cipher, "provider": provider,
         })
@@ -379,7 +369,7 @@ def decrypt_folder(
             "keys": str(keys), "overwrite": overwrite, "chunk": chunk, "quiet_opencv": quiet,
         }
         result = BatchReport("verify" if verify_only else "decrypt", str(in_dir), settings["output"], str(keys),
-                             _now(), jobs=jobs, options={"overwrite": overwrite, "verify_only": verify_only})
+                             utc_timestamp(), jobs=jobs, options={"overwrite": overwrite, "verify_only": verify_only})
         relatives = [p.relative_to(in_dir).as_posix() for p in images]
         return _process(result, settings, relatives, others, jobs, progress, started, destination)
 

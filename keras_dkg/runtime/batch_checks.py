@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from keras_dkg.common import LockHeld, file_lock
 from keras_dkg.errors import InputError, OutputError
 from keras_dkg.runtime.batch_report import REPORT_NAME, is_batch_report
 from keras_dkg.runtime.outputs import OutputGuard, inside
@@ -41,42 +42,20 @@ def folder_lock(folder: Path) -> Iterator[None]:
     instead, with OutputError, before it writes anything. The lock file (0600) is removed
     on exit; one left by a killed run holds no lock (flock dies with its process).
     """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock
-        yield
-        return
     path = folder / LOCK_NAME
-    while True:
+    with contextlib.ExitStack() as stack:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            stack.enter_context(file_lock(path, blocking=False, remove=True))
+        except LockHeld:
+            raise OutputError(
+                f"{folder}: another batch is writing into this folder right now ({LOCK_NAME} is held); "
+                "wait for it to finish or choose another output folder"
+            ) from None
         except OSError as exc:
+            if exc.filename is None:  # flock failed, not the open
+                raise OutputError(f"{path}: cannot lock ({exc.strerror or exc})") from exc
             raise OutputError(f"{folder}: cannot write in the output folder ({exc.strerror or exc})") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                raise OutputError(
-                    f"{folder}: another batch is writing into this folder right now ({LOCK_NAME} is held); "
-                    "wait for it to finish or choose another output folder"
-                ) from None
-            raise OutputError(f"{path}: cannot lock ({exc.strerror or exc})") from exc
-        try:
-            held = os.stat(path)
-            opened = os.fstat(fd)
-            same = (held.st_dev, held.st_ino) == (opened.st_dev, opened.st_ino)
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the previous holder removed the file meanwhile: lock the new one
-    try:
         yield
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        os.close(fd)
 
 
 def check_folders(in_dir: Path, out_dir: Path | None, keys: Path, what: str) -> None:

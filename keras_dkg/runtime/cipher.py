@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from keras_dkg.common import short_error
 from keras_dkg.errors import InputError, IntegrityError, KeyMaterialError
 
 KEY_DTYPE = np.uint8
@@ -127,7 +128,7 @@ class CipherMetadata:
             meta = cls(**fields)
             meta.shape = list(meta.shape)
         except (TypeError, ValueError, RecursionError, OverflowError) as exc:
-            raise IntegrityError(f"ciphertext metadata is damaged ({_short(exc)})") from exc
+            raise IntegrityError(f"ciphertext metadata is damaged ({short_error(exc)})") from exc
         if meta.format_version != FORMAT_VERSION:
             raise IntegrityError(
                 f"ciphertext metadata format_version {meta.format_version!r} is not {FORMAT_VERSION} "
@@ -142,11 +143,6 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "dtype": (str,), "shape": (list,), "byte_order": (str,), "tag": (str,), "extra": (dict,),
     "aead": (dict, type(None)),
 }
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _check_field_types(fields: dict) -> None:

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_dkg.common import short_error
 from keras_dkg.errors import (
     AlreadyEncryptedError,
     DkgError,
@@ -187,8 +188,7 @@ def _label(path: Path | None) -> str:
 
 
 def _short_exc(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return ("; ".join(lines) or type(exc).__name__)[:300]
+    return short_error(exc, 300, sep="; ")  # pydicom's messages list one cause a line
 
 
 def _read_dataset(source: Path | bytes, label: str):

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from keras_dkg.common import short_error
 from keras_dkg.errors import InputError, OutputError
 from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
 from keras_dkg.runtime.rasters import MAX_PIXELS, inspect
@@ -179,12 +180,12 @@ def _read_dicom_first_frame(path: Path, data: bytes) -> np.ndarray:
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
     except Exception as exc:  # pydicom raises many types for bad files
-        raise InputError(f"{path}: not a readable DICOM file ({' '.join(str(exc).split())[:300]})") from exc
+        raise InputError(f"{path}: not a readable DICOM file ({short_error(exc, 300)})") from exc
     refuse_dicom_bomb(path, dataset)
     try:
         pixels = dataset.pixel_array
     except Exception as exc:  # pydicom raises many types for bad files
-        raise InputError(f"{path}: cannot decode DICOM pixel data ({' '.join(str(exc).split())[:300]})") from exc
+        raise InputError(f"{path}: cannot decode DICOM pixel data ({short_error(exc, 300)})") from exc
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
     if frames > 1:

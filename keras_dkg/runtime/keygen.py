@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 
 import keras_dkg
+from keras_dkg.common import short_error, utc_timestamp
 from keras_dkg.errors import InputError, ModelError
 from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
 from keras_dkg.runtime.imageio import image_from_bytes
 from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, MAX_MODEL_BYTES, read_bounded
-from keras_dkg.runtime.keys import Key, make_record, utc_now
+from keras_dkg.runtime.keys import Key, make_record
 from keras_dkg.runtime.nonces import (
     DEFAULT_SCHEME,
     DESCRIPTIONS,
@@ -228,8 +229,7 @@ class KeyGenerator:
         try:
             output = self.session.run(None, {self._input: batch})[0]
         except Exception as exc:  # onnxruntime's own exception types
-            reason = " ".join(str(exc).split())[:300]  # onnxruntime messages can span lines
-            raise ModelError(f"{self.model_path}: inference failed on {batch.shape} ({reason})") from exc
+            raise ModelError(f"{self.model_path}: inference failed on {batch.shape} ({short_error(exc, 300)})") from exc
         if not np.isfinite(output).all():
             raise ModelError(f"{self.model_path}: generator output contains NaN or infinite values (broken weights?)")
         return output
@@ -304,6 +304,6 @@ class KeyGenerator:
             seed_sha256=job.seed_sha256, seed=job.seed_label,
             nonce=nonce, nonce_scheme=DESCRIPTIONS[self.nonce_scheme] if nonce is not None else None,
             generation_size=list(job.generation_size), generation=job.generation, provider=self.provider,
-            package_version=keras_dkg.__version__, created=utc_now(),
+            package_version=keras_dkg.__version__, created=utc_timestamp(),
         )
         return Key(pixels, record)

@@ -8,26 +8,20 @@ plaintext only, and `mark_key_used` refuses a second unless reuse is allowed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from keras_dkg.common import file_lock, utc_timestamp
 from keras_dkg.errors import InputError, KeyMaterialError, OutputError
 from keras_dkg.runtime.cipher import KEY_DTYPE, fingerprint
 from keras_dkg.runtime.imageio import read_image, write_bytes_atomic, write_image
 from keras_dkg.runtime.inputs import MAX_RECORD_BYTES, read_bounded
 
 KEY_RECORD_FORMAT = "keras_dkg.key/1"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def record_path_for(path: str | os.PathLike) -> Path:
@@ -134,22 +128,6 @@ def load_key(path: str | os.PathLike) -> Key:
     return verify_key(read_image(image_path), record, image_path)
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `path` (created if missing) while inside the block."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock, still correct in one process
-        yield
-        return
-    with open(path, "rb" if path.exists() else "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def register_use(used_for: list, plaintext_sha256: str, plaintext: str, allow_reuse: bool, label: str) -> bool:
     """Add a plaintext to a key's `used_for`; refuse a second plaintext unless allowed.
 
@@ -163,7 +141,7 @@ def register_use(used_for: list, plaintext_sha256: str, plaintext: str, allow_re
             f"{label}: key already encrypted another plaintext ({used_for[0].get('plaintext')}); "
             "a key is for one plaintext only (--allow-key-reuse to override)"
         )
-    used_for.append({"plaintext_sha256": plaintext_sha256, "plaintext": plaintext, "time": utc_now()})
+    used_for.append({"plaintext_sha256": plaintext_sha256, "plaintext": plaintext, "time": utc_timestamp()})
     return True
 
 
@@ -175,7 +153,7 @@ def mark_key_used(key_path: str | os.PathLike, plaintext_sha256: str, plaintext:
     """
     image_path = Path(key_path)
     record_file = record_path_for(image_path)
-    with locked(image_path):
+    with file_lock(image_path):
         record = read_record(record_file)
         used_for = record.setdefault("used_for", [])
         if register_use(used_for, plaintext_sha256, plaintext, allow_reuse, str(image_path)):
@@ -188,7 +166,7 @@ def release_key_use(key_path: str | os.PathLike, plaintext_sha256: str) -> None:
     """Undo `mark_key_used` for a plaintext whose ciphertext was not written after all."""
     image_path = Path(key_path)
     record_file = record_path_for(image_path)
-    with locked(image_path):
+    with file_lock(image_path):
         record = read_record(record_file)
         used_for = record.get("used_for", [])
         kept = [use for use in used_for if use.get("plaintext_sha256") != plaintext_sha256]

@@ -28,19 +28,18 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from keras_dkg.common import file_lock, utc_timestamp
 from keras_dkg.errors import KeyMaterialError, OutputError
 from keras_dkg.runtime.imageio import write_bytes_atomic
 from keras_dkg.runtime.keys import (
     Key,
     check_uses,
     load_key,
-    locked,
     mark_key_used,
     read_record,
     record_path_for,
     register_use,
     release_key_use,
-    utc_now,
 )
 
 INDEX_NAME = "index.jsonl"
@@ -166,7 +165,7 @@ class KeyStore:
         """Hold the store's lock and bring the in-memory index up to date."""
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(locked(self._lock_path))
+                stack.enter_context(file_lock(self._lock_path))
             except OSError as exc:
                 raise OutputError(f"{self._lock_path}: cannot lock the key store ({exc.strerror or exc})") from exc
             self._refresh()
@@ -246,7 +245,7 @@ class KeyStore:
                 "record_file": record_path_for(relative).as_posix(),
                 "shape": key.record["shape"],
                 "nonce": key.record.get("nonce"),
-                "created": key.record.get("created", utc_now()),
+                "created": key.record.get("created", utc_timestamp()),
                 "used_for": used_for,
             }
             self._append(entry)

@@ -1,10 +1,10 @@
 """The one preprocessing function shared by training and key generation.
 
-A key must never depend on which path made it, so `keras_dkg.data` (training) and
+A key must never depend on which path made it, so `keras_dkg.train.data` (training) and
 `keras_dkg.runtime.keygen` (inference) both call `preprocess` from here; it uses only
 numpy and OpenCV.
 
-Rules (documented in docs/preprocessing.md):
+Rules (documented in docs/data.md, "Preprocessing"):
 * any image becomes uint8 RGB: gray is repeated to three channels, alpha is dropped,
   non-uint8 data (16-bit DICOM/PNG, floats) is min-max windowed to 0..255;
 * it is resized to the requested size (INTER_AREA to shrink, INTER_LINEAR to grow);

@@ -1,4 +1,4 @@
-"""Folders of images → an unpaired, step-indexed `tf.data` pipeline.
+"""Folders of images → unpaired, step-indexed batches (a `tf.data` pipeline, or arrays for JAX).
 
 Images are decoded once with the runtime's shared preprocessing
 (`keras_dkg.runtime.preprocess`, the same function `dkg-keygen` uses) into uint8 arrays
@@ -14,6 +14,10 @@ luma mix of those would no longer be uniform), and `augment` gives each step's d
 images a random cyclic crop (a crop of the image tiled 2×2, i.e. a circular shift, so the
 size and the byte histogram stay the same) and random horizontal/vertical flips, drawn in
 advance from `--seed` like the pairs.
+
+`step_orders` fixes the pairs and `batch_from` gathers (and augments) one batch with
+`keras.ops`, so the TensorFlow pipeline (`make_dataset`) and the JAX step (which gathers
+on the device from the images held there) feed the same numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_dkg.errors import InputError
 from keras_dkg.runtime.imageio import list_images, read_image
@@ -75,14 +79,19 @@ def augment_parameters(steps: int, batch_size: int, size: tuple[int, int], seed:
     return rng.integers(0, highs, size=(steps, batch_size, 4)).astype(np.int32)
 
 
-def augment_batch(images, parameters):
-    """Apply `augment_parameters` rows to a batch: circular shift, then the flips."""
-    def one(pair):
-        image, p = pair
-        image = tf.roll(image, shift=p[:2], axis=[0, 1])
-        image = tf.where(p[2] > 0, tf.reverse(image, [1]), image)
-        return tf.where(p[3] > 0, tf.reverse(image, [0]), image)
-    return tf.map_fn(one, (images, parameters), fn_output_signature=images.dtype)
+def augment_image(image, parameters):
+    """One image after its `augment_parameters` row: circular shift, then the flips."""
+    image = ops.roll(ops.roll(image, parameters[0], axis=0), parameters[1], axis=1)
+    image = ops.where(parameters[2] > 0, ops.flip(image, axis=1), image)
+    return ops.where(parameters[3] > 0, ops.flip(image, axis=0), image)
+
+
+def batch_from(pixels, indices, parameters=None):
+    """The batch `indices` of uint8 `pixels` as float32 in [-1, 1], augmented by `parameters` rows."""
+    images = ops.take(pixels, indices, axis=0)
+    if parameters is not None:
+        images = ops.stack([augment_image(images[i], parameters[i]) for i in range(images.shape[0])])
+    return ops.cast(images, "float32") / 127.5 - 1.0
 
 
 def step_indices(count: int, steps: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,27 +102,27 @@ def step_indices(count: int, steps: int, batch_size: int, rng: np.random.Generat
     return order[:needed].reshape(steps, batch_size)
 
 
-def _to_unit(batch):
-    return tf.cast(batch, tf.float32) / 127.5 - 1.0
+def step_orders(source_count: int, domain_count: int, steps: int, batch_size: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """steps×batch_size source and domain indices: independent shuffles from `seed` (unpaired)."""
+    source_rng, domain_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    return (step_indices(source_count, steps, batch_size, source_rng),
+            step_indices(domain_count, steps, batch_size, domain_rng))
 
 
 def make_dataset(source: ImageFolder, domain: ImageFolder, steps: int, batch_size: int, seed: int,
-                 start_step: int = 0, augment: bool = False) -> tf.data.Dataset:
-    """Batches (source, domain) for steps start_step..steps-1, float32 in [-1, 1]."""
-    source_rng, domain_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    source_order = step_indices(len(source), steps, batch_size, source_rng)
-    domain_order = step_indices(len(domain), steps, batch_size, domain_rng)
+                 start_step: int = 0, augment: bool = False):
+    """A `tf.data.Dataset` of (source, domain) batches for steps start_step..steps-1 (TensorFlow backend)."""
+    import tensorflow as tf
+
+    source_order, domain_order = step_orders(len(source), len(domain), steps, batch_size, seed)
     source_pixels = tf.constant(source.pixels)
     domain_pixels = tf.constant(domain.pixels)
+    columns = (source_order[start_step:], domain_order[start_step:])
     if augment:
-        parameters = augment_parameters(steps, batch_size, domain.pixels.shape[1:3], seed)[start_step:]
-        indices = tf.data.Dataset.from_tensor_slices((source_order[start_step:], domain_order[start_step:], parameters))
+        columns += (augment_parameters(steps, batch_size, domain.pixels.shape[1:3], seed)[start_step:],)
 
-        def pair(s, d, p):
-            return _to_unit(tf.gather(source_pixels, s)), _to_unit(augment_batch(tf.gather(domain_pixels, d), p))
-    else:
-        indices = tf.data.Dataset.from_tensor_slices((source_order[start_step:], domain_order[start_step:]))
-
-        def pair(s, d):
-            return _to_unit(tf.gather(source_pixels, s)), _to_unit(tf.gather(domain_pixels, d))
+    def pair(s, d, p=None):
+        return batch_from(source_pixels, s), batch_from(domain_pixels, d, p)
+    indices = tf.data.Dataset.from_tensor_slices(columns)
     return indices.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from keras_dkg.errors import TrainingError
 
-#: Every option a recipe may set (argparse dest -> the paper's value). keras_dkg.model's
+#: Every option a recipe may set (argparse dest -> the paper's value). keras_dkg.train.model's
 #: LEARNING_RATE / BETA_1 / BETA_2 equal these (tests/test_recipes.py checks it).
 PAPER: dict[str, object] = {
     "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "loss": "bce", "residual_blocks": 6,

@@ -1,6 +1,6 @@
 """Our parameter counts per layer beside the paper's Tables I and II.
 
-`python -m keras_dkg.architecture` prints the comparison; tests/test_networks.py checks it.
+`python -m keras_dkg.train.architecture` prints the comparison; tests/test_networks.py checks it.
 The paper's rows are transcribed from Tables I–II (kernel weights only, no biases).
 Where they differ (docs/architecture.md):
 * Residual blocks: the paper counts one 3×3 64→64 conv per block (6 × 36,864 = 221,184);
@@ -79,7 +79,7 @@ def format_table(tables: dict[str, list[Row]]) -> str:
 
 
 def main() -> None:
-    from keras_dkg.networks import build_discriminator, build_generator
+    from keras_dkg.train.networks import build_discriminator, build_generator
 
     print(format_table(parameter_table(build_generator(), build_discriminator())))
 
