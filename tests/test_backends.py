@@ -37,21 +37,30 @@ def case(tmp_path_factory) -> Path:
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("backends") / "case.npz"
-    np.savez(path, source=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+    np.savez(path, batch=2, source=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
              domain=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
              **{f"g_{i:03d}": w for i, w in enumerate(build_generator(1).get_weights())},
              **{f"d_{i:03d}": w for i, w in enumerate(build_discriminator().get_weights())})
     return path
 
 
-def _run(case: Path, backend: str, *flags: str, env: dict | None = None) -> dict:
-    out = case.parent / f"{backend}{''.join(flags)}.npz"
+def _run(case: Path, backend: str, *steps: str, env: dict | None = None, label: str = "") -> dict[str, dict]:
+    """The named steps (tests/backend_worker.py) in one process of `backend`: {step: its results}."""
+    out = case.parent / f"{backend}{label}"
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    done = subprocess.run([sys.executable, str(WORKER), str(case), str(out), *flags], cwd=case.parent,
+    done = subprocess.run([sys.executable, str(WORKER), str(case), str(out), *steps], cwd=case.parent,
                           env=environment, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    with np.load(out) as saved:
-        return {k: saved[k] for k in saved.files}
+    runs = {}
+    for step in steps:
+        with np.load(out / f"{step}.npz") as saved:
+            runs[step] = {k: saved[k] for k in saved.files}
+    return runs
+
+
+@pytest.fixture(scope="module")
+def jax_runs(case) -> dict[str, dict]:
+    return _run(case, "jax", "new", "old")
 
 
 def _weights(run: dict) -> dict:
@@ -64,8 +73,8 @@ def _initial(case: Path) -> dict:
 
 
 @needs_jax
-def test_tensorflow_and_jax_steps_agree(case):
-    tf_run, jax_run = _run(case, "tensorflow"), _run(case, "jax")
+def test_tensorflow_and_jax_steps_agree(case, jax_runs):
+    tf_run, jax_run = _run(case, "tensorflow", "new")["new"], jax_runs["new"]
     assert list(tf_run["names"]) == list(jax_run["names"]) == ["d_acc_fake", "d_acc_real", "d_loss", "g_loss"]
     losses = [list(tf_run["names"]).index(n) for n in ("d_loss", "g_loss")]
     np.testing.assert_allclose(jax_run["values"][:, losses], tf_run["values"][:, losses], rtol=1e-3)
@@ -77,18 +86,18 @@ def test_tensorflow_and_jax_steps_agree(case):
 
 
 @needs_jax
-def test_jax_step_reusing_g_of_x_equals_the_old_step(case):
-    new, old = _run(case, "jax"), _run(case, "jax", "--old-step")
+def test_jax_step_reusing_g_of_x_equals_the_old_step(jax_runs):
+    new, old = jax_runs["new"], jax_runs["old"]
     np.testing.assert_allclose(new["values"], old["values"], rtol=1e-5, atol=1e-6)
     for name, value in _weights(old).items():  # same arithmetic, same kernels: only rounding can differ
         np.testing.assert_allclose(_weights(new)[name], value, rtol=0, atol=2e-5, err_msg=name)
 
 
 @needs_jax
-def test_jax_data_parallel_on_two_devices_equals_one_device(case):
+def test_jax_data_parallel_on_two_devices_equals_one_device(case, jax_runs):
     """keras.distribution.DataParallel over two (forced) CPU devices: the global batch's gradients."""
-    one = _run(case, "jax", "--batch", "2")
-    two = _run(case, "jax", "--batch", "2", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    one = jax_runs["new"]
+    two = _run(case, "jax", "new", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, label="-2dev")["new"]
     assert int(one["replicas"]) == 1 and int(two["replicas"]) == 2
     np.testing.assert_allclose(two["values"], one["values"], rtol=1e-4, atol=1e-6)
     for name, value in _weights(one).items():

@@ -1,4 +1,5 @@
-"""The runtime and the analysis never import TensorFlow or Keras (the rule in keras_dkg/__init__.py)."""
+"""The runtime and the analysis never import TensorFlow, JAX or Keras (the rule in keras_dkg/__init__.py);
+the training package's config layer loads without Keras, so the CLI checks flags before the stack loads."""
 
 import pkgutil
 import subprocess
@@ -11,7 +12,7 @@ BLOCKER = """
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'tf_keras'):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'tf_keras', 'jax', 'jaxlib'):
             raise ImportError('blocked for the layering test: ' + name)
 sys.meta_path.insert(0, Block())
 import importlib
@@ -36,3 +37,11 @@ def test_runtime_and_analysis_import_without_tensorflow():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"imported {len(names)}" in result.stdout
+
+
+def test_training_config_and_cli_load_without_keras():
+    names = ["keras_dkg.train", "keras_dkg.train.config", "keras_dkg.train.recipes", "keras_dkg.train.runfolder",
+             "keras_dkg.train.cli", "keras_dkg.fit", "keras_dkg.export"]
+    result = subprocess.run([sys.executable, "-c", f"NAMES = {names!r}\n" + BLOCKER],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
