@@ -40,11 +40,16 @@ def _package_file(package: str, relative: str) -> Path:
     return path
 
 
+def source_volume_path() -> Path:
+    """Path of the real brain EPI volume nibabel ships (NIfTI-1, int16, 128×96×24×2)."""
+    return _package_file("nibabel", "tests/data/example4d.nii.gz")
+
+
 def source_slices() -> list[np.ndarray]:
     """The 48 brain EPI slices as uint16 arrays (min-max windowed per volume)."""
     import nibabel
 
-    volume = np.asarray(nibabel.load(_package_file("nibabel", "tests/data/example4d.nii.gz")).dataobj)
+    volume = np.asarray(nibabel.load(source_volume_path()).dataobj)
     volume = volume.astype(np.float64)
     scaled = (volume - volume.min()) * (65535.0 / max(float(volume.max() - volume.min()), 1e-9))
     volume16 = np.rint(scaled).astype(np.uint16)

@@ -50,7 +50,7 @@ class TrainingError(DkgError):
 # The extra that brings each optional module a command may import (setup.cfg).
 EXTRA_FOR_MODULE = {
     "tensorflow": "train", "keras": "train", "tf2onnx": "train", "onnx": "train", "tensorboard": "train",
-    "jax": "jax", "nibabel": "train", "scipy": "analysis", "matplotlib": "analysis", "skimage": "analysis",
+    "jax": "jax", "nibabel": "nifti", "scipy": "analysis", "matplotlib": "analysis", "skimage": "analysis",
     "PIL": "analysis", "cryptography": "hardened", "pydicom": "dicom", "tqdm": "analysis",
 }
 

@@ -276,12 +276,12 @@ def _(env):
       r"dkg-encrypt: error: interrupted; no ciphertext was written and the key is not marked used",
       "nothing written; the key's record is byte-identical (its use was given back)")
 def _(env):
-    from keras_dkg.runtime import cipher_cli
+    from keras_dkg.runtime import containers
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    env.monkeypatch.setattr(cipher_cli, "save_ciphertext", interrupted)
+    env.monkeypatch.setattr(containers, "save_ciphertext", interrupted)
     env.folder("out")
     return encrypt_argv(image(env, "in/ct.png"), key=key_file(env))
 

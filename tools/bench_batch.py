@@ -13,8 +13,8 @@ MB are plaintext bytes (10^6).
 The phase split is measured separately, one phase at a time over all files in this
 process after two untimed key-generation batches (ms per file): decode = read + decode the plaintext (+ the DICOM context hash),
 keygen = onnxruntime key generation batched like the batch does, xor = `encrypt_array`
-(XOR + HMAC tag), encode = ciphertext to file bytes (PNG + metadata chunk, or the
-DICOM dataset), write = atomic write + fsync + link of those bytes.
+(XOR + HMAC tag), encode+write = the format's `save_ciphertext` (file bytes: PNG + metadata
+chunk, the DICOM dataset or the NIfTI file with its extension; then the atomic write + fsync).
 
 Without --model, an untrained full-size generator (`build_generator()`, 6 residual
 blocks; speed does not depend on the weights) is exported to ONNX in a child process,
@@ -119,19 +119,17 @@ def make_dicoms(folder: Path, count: int) -> None:
 
 def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -> dict[str, float]:
     """ms per file for decode, keygen, xor, encode, write, one phase at a time."""
-    from keras_dkg.runtime import batch, dicom
+    from keras_dkg.runtime import batch, formats
     from keras_dkg.runtime.cipher import encrypt_array, key_size_for
-    from keras_dkg.runtime.containers import META_KEYWORD, png_with_text
-    from keras_dkg.runtime.imageio import encode_lossless, write_bytes_atomic
     from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
 
     files, _ = batch.list_folder(folder)
-    times = dict.fromkeys(("decode", "keygen", "xor", "encode", "write"), 0.0)
+    times = dict.fromkeys(("decode", "keygen", "xor", "encode+write"), 0.0)
     generator = KeyGenerator(model, batch_size=chunk)
     start = time.perf_counter()
-    plains = [dicom.read_dicom(p) if p.suffix == ".dcm" else batch.open_plaintext(p) for p in files]
-    contexts = [dicom.plaintext_context(p) if isinstance(p, dicom.DicomPlaintext) else p.context for p in plains]
-    arrays = [p.plain_array() if isinstance(p, dicom.DicomPlaintext) else p.array for p in plains]
+    plains = [formats.open_plaintext(p) for p in files]
+    contexts = [p.context for p in plains]
+    arrays = [p.array for p in plains]
     times["decode"] = time.perf_counter() - start
     # warm-up: onnxruntime's first runs at a new shape are up to 2x slower (allocation)
     size = key_size_for(arrays[0].shape, arrays[0].dtype)
@@ -147,20 +145,12 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
     start = time.perf_counter()
     encrypted = [encrypt_array(a, k.pixels, nonce=k.record["nonce"], context=c) for a, k, c in zip(arrays, keys, contexts, strict=True)]
     times["xor"] = time.perf_counter() - start
-    start = time.perf_counter()
-    blobs = []
-    for plain, (ciphertext, meta), context in zip(plains, encrypted, contexts, strict=True):
-        if isinstance(plain, dicom.DicomPlaintext):
-            blobs.append(dicom.ciphertext_bytes(plain, ciphertext, meta, context))
-        else:
-            blobs.append(png_with_text(encode_lossless(ciphertext, ".png"), META_KEYWORD, meta.to_json()))
-    times["encode"] = time.perf_counter() - start
     target = work / "phase_write"
     target.mkdir(exist_ok=True)
     start = time.perf_counter()
-    for path, blob in zip(files, blobs, strict=True):
-        write_bytes_atomic(target / path.name, blob)
-    times["write"] = time.perf_counter() - start
+    for path, plain, (ciphertext, meta) in zip(files, plains, encrypted, strict=True):
+        plain.save_ciphertext(target / path.name, ciphertext, meta)
+    times["encode+write"] = time.perf_counter() - start
     shutil.rmtree(target)
     return {phase: 1000 * seconds / len(files) for phase, seconds in times.items()}
 
@@ -230,9 +220,9 @@ def main() -> None:
                       f"{r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} |", flush=True)
         print()
         print("The batch's own timers (encryption runs above), ms per file summed over workers;")
-        print("for PNG, encode is inside write (one container call):")
+        print("encode is inside write (one save_ciphertext call per file):")
         print()
-        phases = ("decode", "keygen", "keystore", "xor", "encode", "write")
+        phases = ("decode", "keygen", "keystore", "xor", "write")
         print("| data | jobs | " + " | ".join(phases) + " |")
         print("|---|---|" + "---|" * len(phases))
         for label, jobs, split in batch_splits:
@@ -240,13 +230,13 @@ def main() -> None:
         print()
         print("Phase split, one process, ms per file (share of the sum):")
         print()
-        print("| data | decode | keygen | xor | encode | write |")
-        print("|---|---|---|---|---|---|")
+        print("| data | decode | keygen | xor | encode+write |")
+        print("|---|---|---|---|---|")
         for label, folder in folders.items():
             split = phase_split(folder, model, seed, work, args.chunk)
             total = sum(split.values())
             print(f"| {label} | " + " | ".join(f"{split[p]:.1f} ({100 * split[p] / total:.0f} %)"
-                                                for p in ("decode", "keygen", "xor", "encode", "write")) + " |",
+                                                for p in ("decode", "keygen", "xor", "encode+write")) + " |",
                   flush=True)
     finally:
         if not args.workdir:

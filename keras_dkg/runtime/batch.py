@@ -28,7 +28,7 @@ The rules (docs/batch.md):
 * `jobs > 1` runs a spawn-safe ProcessPoolExecutor (`batch_pool`); each worker opens one session.
 
 This module drives a batch; the pieces are `batch_checks` (before any work),
-`batch_listing` (which entries), `batch_worker` (the per-file work), `batch_formats`
+`batch_listing` (which entries), `batch_worker` (the per-file work), `runtime.formats`
 (readers and writers), `batch_pool` (workers and signals) and `batch_report`.
 """
 
@@ -53,7 +53,6 @@ from keras_dkg.runtime.batch_checks import (
     guard_outputs,
     make_folder,
 )
-from keras_dkg.runtime.batch_formats import open_plaintext
 from keras_dkg.runtime.batch_listing import list_folder
 from keras_dkg.runtime.batch_pool import signal_of, stop_pool
 from keras_dkg.runtime.batch_report import (
@@ -70,6 +69,7 @@ from keras_dkg.runtime.batch_report import (
     FileResult,
 )
 from keras_dkg.runtime.cipher import KNOWN_CIPHERS
+from keras_dkg.runtime.formats import open_plaintext_checked as open_plaintext
 
 __all__ = ["LOCK_NAME", "REPORT_NAME", "BatchInterrupted", "BatchReport", "FileResult", "decrypt_folder",
            "encrypt_folder", "folder_lock", "list_folder", "open_plaintext", "ENCRYPTED", "DECRYPTED", "VERIFIED",

@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 
 from keras_dkg.runtime.batch_report import FAILED, IGNORED, SKIPPED, FileResult
-from keras_dkg.runtime.imageio import IMAGE_SUFFIXES, is_dicom
+from keras_dkg.runtime.formats import named_like_a_file_we_read, recognised
 from keras_dkg.runtime.inputs import file_kind
 
 
@@ -33,7 +33,7 @@ def _same(path: Path, folder: Path) -> bool:
 
 
 def _looks_like_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+    return named_like_a_file_we_read(name)
 
 
 def _left_out(relative: str, name: str, why: str) -> FileResult:
@@ -101,6 +101,6 @@ def _classify(entry: os.DirEntry, path: Path, relative: str, excluded: dict[str,
         return FileResult(relative, SKIPPED, reason="hidden file; not opened")
     if not stat.S_ISREG(info.st_mode):
         return _left_out(relative, entry.name, f"is {file_kind(info.st_mode)}, not a regular file")
-    if _looks_like_image(entry.name) or is_dicom(path):
+    if recognised(path):
         return None
     return FileResult(relative, IGNORED, reason="not an image file")

@@ -23,7 +23,7 @@ from keras_dkg.errors import IntegrityError
 from keras_dkg.runtime.imageio import write_bytes_atomic
 
 REPORT_NAME = "dkg-report.json"
-PHASES = ("decode", "keygen", "keystore", "xor", "encode", "write", "verify")
+PHASES = ("decode", "keygen", "keystore", "xor", "write", "verify")  # write: encode + write
 REPORT_FORMAT = "keras_dkg batch report"  # marks our own reports (see `is_batch_report`)
 
 ENCRYPTED, DECRYPTED, VERIFIED, RESUMED = "encrypted", "decrypted", "verified", "resumed"

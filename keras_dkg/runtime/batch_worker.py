@@ -17,7 +17,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from keras_dkg.errors import AlreadyEncryptedError, DkgError, OutputError
-from keras_dkg.runtime.batch_formats import Plain, open_ciphertext, open_plaintext
 from keras_dkg.runtime.batch_pool import start_worker
 from keras_dkg.runtime.batch_report import (
     DECRYPTED,
@@ -30,6 +29,7 @@ from keras_dkg.runtime.batch_report import (
     FileResult,
 )
 from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, key_size_for, plaintext_digest
+from keras_dkg.runtime.formats import PlaintextFile, open_ciphertext, open_plaintext_checked
 
 _STATE: dict = {}  # this process: settings, key store, generator (set by init_worker)
 
@@ -102,13 +102,14 @@ def _make_parent(target: Path) -> None:
         raise OutputError(f"{target}: cannot create its folder ({exc.strerror or exc})") from exc
 
 
-def _verify_existing(current: Plain, target: Path, store, timing: dict,
+def _verify_existing(current: PlaintextFile, target: Path, store, timing: dict,
                      cipher: str | None = None) -> tuple[bool, str, str | None]:
     """Whether an existing output authenticates with its stored key and holds `current` (reason, fingerprint);
     with `cipher`, also whether it was made with that cipher (a resumed batch keeps one cipher)."""
     start = time.perf_counter()
     try:
-        ciphertext, meta, context, _ = open_ciphertext(target)
+        existing = open_ciphertext(target)
+        ciphertext, meta, context = existing.array, existing.meta, existing.context
         if cipher is not None and meta.cipher != cipher:
             return False, f"it was encrypted with cipher {meta.cipher!r}, this batch uses {cipher!r}", None
         key = store.load(meta.key_fingerprint)
@@ -122,12 +123,12 @@ def _verify_existing(current: Plain, target: Path, store, timing: dict,
         timing["verify"] += time.perf_counter() - start
 
 
-def _prepare(relative: str, result: FileResult, settings: dict, store, timing: dict) -> Plain | None:
+def _prepare(relative: str, result: FileResult, settings: dict, store, timing: dict) -> PlaintextFile | None:
     """Read one plaintext and settle its existing output; None when it is done already (resumed)."""
     source, target = Path(settings["input"]) / relative, Path(settings["output"]) / relative
     stale_temporaries(target)  # left by a killed run; OUT_DIR is ours
     start = time.perf_counter()
-    plain = open_plaintext(source)  # AlreadyEncryptedError for one of our ciphertexts
+    plain = open_plaintext_checked(source)  # AlreadyEncryptedError for one of our ciphertexts
     timing["decode"] += time.perf_counter() - start
     result.bytes, result.shape, result.dtype = int(plain.array.nbytes), list(plain.array.shape), plain.array.dtype.name
     from keras_dkg.runtime.keygen import check_key_size
@@ -162,7 +163,7 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
     in_dir, out_dir = Path(settings["input"]), Path(settings["output"])
     timing = dict.fromkeys(PHASES, 0.0)
     results: dict[str, FileResult] = {} if partial is None else partial
-    pending: dict[str, Plain] = {}
+    pending: dict[str, PlaintextFile] = {}
     for relative in relatives:
         result = results[relative] = FileResult(relative)
         try:
@@ -204,7 +205,9 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
                 ciphertext, meta = encrypt_array(plain.array, key.pixels, cipher=settings["cipher"],
                                                  nonce=key.record.get("nonce"), context=plain.context)
                 timing["xor"] += time.perf_counter() - start
-                plain.save(target, ciphertext, meta, settings["overwrite"], timing)
+                start = time.perf_counter()
+                plain.save_ciphertext(target, ciphertext, meta, overwrite=settings["overwrite"])
+                timing["write"] += time.perf_counter() - start  # encode + write
                 result.status, result.output = ENCRYPTED, relative
             except Exception as exc:
                 failure(result, exc)
@@ -228,7 +231,8 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
                 if target.exists() and not settings["overwrite"]:
                     raise OutputError(f"{target}: exists; refusing to overwrite (use --overwrite)")
             start = time.perf_counter()
-            ciphertext, meta, context, write = open_ciphertext(source)
+            encrypted = open_ciphertext(source)
+            ciphertext, meta, context = encrypted.array, encrypted.meta, encrypted.context
             timing["decode"] += time.perf_counter() - start
             result.key_fingerprint = meta.key_fingerprint
             start = time.perf_counter()
@@ -244,7 +248,7 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
                 continue
             _make_parent(target)
             start = time.perf_counter()
-            write(target, plain, settings["overwrite"])
+            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"])
             timing["write"] += time.perf_counter() - start
             result.status, result.output = DECRYPTED, relative
         except Exception as exc:

@@ -32,15 +32,8 @@ from keras_dkg.runtime.cipher import (
     key_size_for,
     plaintext_digest,
 )
-from keras_dkg.runtime.containers import (
-    check_storable,
-    container_for,
-    context_for,
-    load_ciphertext,
-    read_plaintext,
-    save_ciphertext,
-    write_plaintext,
-)
+from keras_dkg.runtime.containers import check_storable
+from keras_dkg.runtime.formats import check_output, format_of, open_ciphertext, open_plaintext
 from keras_dkg.runtime.inputs import regular_file
 from keras_dkg.runtime.keys import load_key, record_path_for
 from keras_dkg.runtime.keystore import KeyStore, key_use
@@ -61,8 +54,9 @@ def _guard(args: argparse.Namespace, source: Path, what: str) -> OutputGuard:
 def _check_paths(args: argparse.Namespace, source: Path, output: Path, what: str) -> None:
     """Fail before any work: the input is not a regular file, or the output breaks the output rule."""
     regular_file(source, what)
-    _guard(args, source, what).check_file(output, "ciphertext" if what == "plaintext" else "plaintext")
-    container_for(output)
+    written = "ciphertext" if what == "plaintext" else "plaintext"
+    _guard(args, source, what).check_file(output, written)
+    check_output(source, output, written)
 
 
 def _naming(label: str, action: Callable, *args, **kwargs):
@@ -80,7 +74,8 @@ def encrypt_parser() -> argparse.ArgumentParser:
                                      "--seed SEED [--jobs N] [--resume] (dkg-encrypt --batch x --help; docs/batch.md).")
     parser.add_argument("image", help="plaintext: PNG/TIFF 8/16-bit gray/RGB/RGBA, 24-bit BMP or DICOM, read exactly "
                         "as stored; anything that would not decrypt to its stored samples is refused (docs/formats.md)")
-    parser.add_argument("-o", "--output", required=True, help="ciphertext file: .png or .tif (lossless only)")
+    parser.add_argument("-o", "--output", required=True, help="ciphertext file: .png or .tif (lossless only), .dcm for a DICOM plaintext, "
+                        ".nii/.nii.gz for a NIfTI volume")
     parser.add_argument("--key", help="an existing key: KEY.png with its KEY.json record")
     parser.add_argument("--model", help="generator .onnx: make a fresh key for this image (needs --seed, --keys)")
     parser.add_argument("--seed", help="seed image for the fresh key")
@@ -101,7 +96,7 @@ def decrypt_parser() -> argparse.ArgumentParser:
                                      "--verify instead of -o to check every tag and write nothing "
                                      "(dkg-decrypt --batch x --help; docs/batch.md).")
     parser.add_argument("ciphertext", help="ciphertext file written by dkg-encrypt")
-    parser.add_argument("-o", "--output", required=True, help="decrypted image: .png or .tif")
+    parser.add_argument("-o", "--output", required=True, help="decrypted file: .png or .tif; .dcm / .nii / .nii.gz for a DICOM / NIfTI ciphertext")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--key", help="KEY.png with its KEY.json record")
     group.add_argument("--keys", help="key store folder: the key is found by the ciphertext's key fingerprint")
@@ -123,8 +118,10 @@ def encrypt(args: argparse.Namespace) -> str:
         from keras_dkg.runtime.hardened import require_cryptography
 
         require_cryptography()  # before a key is made and stored
-    plain = _naming(str(source), check_plaintext, read_plaintext(source))
-    check_storable(output, plain)  # before a key is made: a refusal costs no key
+    handle = open_plaintext(source, output)  # read once: pixels, context and how to write the ciphertext
+    plain = _naming(str(source), check_plaintext, handle.array)
+    if format_of(output) == "raster":
+        check_storable(output, plain)  # PNG/TIFF, before a key is made: a refusal costs no key
     plain_sha256 = plaintext_digest(plain)
     if args.key:
         key = load_key(args.key)
@@ -137,7 +134,7 @@ def encrypt(args: argparse.Namespace) -> str:
         key = generator.generate(args.seed, size=size, nonce=random_nonce())
         store = KeyStore(args.keys, create=True)
         store.add(key)
-    context = context_for(container_for(output), source)
+    context = handle.context
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
     ciphertext, meta = _naming(f"{source} with key {key_label}", encrypt_array, plain, key.pixels,
                                cipher=args.cipher, nonce=key.record.get("nonce"), context=context)
@@ -147,7 +144,7 @@ def encrypt(args: argparse.Namespace) -> str:
     # the key is taken for this plaintext before the write (a key store's key file: its index
     # too), and given back if the write fails, so a failed encryption leaves the key as it was
     with key_use(store if store is not None else args.key, key.fingerprint, plain_sha256, used_for, allow_reuse):
-        save_ciphertext(output, ciphertext, meta, overwrite=args.overwrite, source=source)
+        handle.save_ciphertext(output, ciphertext, meta, overwrite=args.overwrite)
     where = f"key store {args.keys}" if store is not None else args.key
     return (f"encrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {args.cipher}; "
             f"key {key.fingerprint[:23]}… from {where})")
@@ -156,13 +153,15 @@ def encrypt(args: argparse.Namespace) -> str:
 def decrypt(args: argparse.Namespace) -> str:
     source, output = Path(args.ciphertext), Path(args.output)
     _check_paths(args, source, output, "ciphertext")
-    ciphertext, meta = load_ciphertext(source)
-    check_storable(output, np.empty([1, 1, *meta.shape[2:]], dtype=meta.dtype))
+    handle = open_ciphertext(source)
+    meta = handle.meta
+    if check_output(source, output, "plaintext") == "raster":
+        check_storable(output, np.empty([1, 1, *meta.shape[2:]], dtype=meta.dtype))
     key = load_key(args.key) if args.key else KeyStore(args.keys).load(meta.key_fingerprint)
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
-    plain = _naming(f"{source} with key {key_label}", decrypt_array, ciphertext, key.pixels, meta,
-                    context=context_for(container_for(source), source))
-    write_plaintext(output, plain, overwrite=args.overwrite, source=source)
+    plain = _naming(f"{source} with key {key_label}", decrypt_array, handle.array, key.pixels, meta,
+                    context=handle.context)
+    handle.write_plaintext(output, plain, overwrite=args.overwrite)
     return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {meta.cipher}; tag verified)"
 
 

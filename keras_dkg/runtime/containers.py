@@ -9,14 +9,12 @@
 One file, one atomic write: there is no sidecar to lose. Lossy or unknown suffixes are
 refused with OutputError.
 
-Other formats plug in through `register_container(suffixes, Container(...))`; the DICOM
-module (`keras_dkg.runtime.dicom`) is imported on first use of `.dcm`/`.dicom` and is
-expected to register itself there (see `LAZY_CONTAINERS` and docs/cipher.md).
+This is the raster format of `keras_dkg.runtime.formats` (`open_plaintext`,
+`open_ciphertext` at the end); DICOM and NIfTI have their own modules there.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import struct
 import zlib
@@ -46,31 +44,20 @@ TIFF_ASCII = 2
 
 @dataclass(frozen=True)
 class Container:
-    """How one file format stores ciphertexts (and, optionally, plaintexts).
+    """How one raster format stores ciphertexts.
 
-    save(path, array, meta, *, overwrite, source) writes a ciphertext atomically; `source`
-        is the plaintext's path (a DICOM writer copies its non-pixel elements from it).
+    save(path, array, meta, *, overwrite, source) writes a ciphertext atomically.
     load(path) -> (array, meta) reads one back.
-    read_plain(path) -> array reads a plaintext (default: `imageio.read_plaintext_image`).
-    write_plain(path, array, *, overwrite, source) writes a decrypted image (default:
-        `imageio.write_image`); `source` is the ciphertext's path.
-    context(path) -> bytes: extra bytes bound into the tag, computed from the plaintext
-        file at encryption and from the ciphertext file at decryption (default: none).
     check(array): raise OutputError when this format cannot store the array exactly (called
-        before a key is made, so a refusal costs no key; default: no check).
+        before a key is made, so a refusal costs no key).
     """
 
     save: Callable[..., object]
     load: Callable[[Path], tuple[np.ndarray, CipherMetadata]]
-    read_plain: Callable[[Path], np.ndarray] | None = None
-    write_plain: Callable[..., object] | None = None
-    context: Callable[[Path], bytes] | None = None
     check: Callable[[np.ndarray], None] | None = None
 
 
 CONTAINERS: dict[str, Container] = {}
-# suffix -> module that registers a container for it when imported
-LAZY_CONTAINERS = {".dcm": "keras_dkg.runtime.dicom", ".dicom": "keras_dkg.runtime.dicom"}
 LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg", ".jp2", ".webp", ".gif", ".bmp"})
 
 
@@ -80,16 +67,9 @@ def register_container(suffixes: tuple[str, ...] | list[str], container: Contain
 
 
 def container_for(path: str | os.PathLike) -> Container:
-    """The container for a file, by suffix (DICOM also by its magic bytes)."""
+    """The raster container for a file, by suffix."""
     target = Path(path)
     suffix = target.suffix.lower()
-    if suffix not in CONTAINERS and target.is_file() and is_dicom(target):
-        suffix = ".dcm"
-    if suffix not in CONTAINERS and suffix in LAZY_CONTAINERS:
-        try:
-            importlib.import_module(LAZY_CONTAINERS[suffix])
-        except ImportError as exc:
-            raise OutputError(f"{target}: {suffix} files need {LAZY_CONTAINERS[suffix]} ({exc})") from exc
     if suffix in CONTAINERS:
         return CONTAINERS[suffix]
     if suffix in LOSSY_SUFFIXES:
@@ -166,41 +146,21 @@ def refuse_ciphertext(path: Path, data: bytes) -> None:
 
 
 def read_plaintext(path) -> np.ndarray:
-    """A plaintext's pixels: its container's reader (DICOM), else the exact raster decoder.
+    """A PNG/TIFF plaintext's pixels, decoded exactly.
 
     The file is read once: the same bytes are checked for being one of our ciphertexts
     (AlreadyEncryptedError, whatever the suffix) and decoded exactly or refused
     (`imageio.decode_image(..., exact=True)`), so a file changed between two reads cannot
-    slip through.
+    slip through. DICOM and NIfTI files open through `runtime.formats`.
     """
     source = Path(path)
-    try:
-        reader = container_for(source).read_plain
-    except OutputError as exc:
-        if is_dicom(source):  # read_image would give the first frame only: refuse, lose nothing
-            raise InputError(f"{source}: DICOM plaintexts need keras_dkg.runtime.dicom ({exc})") from exc
-        reader = None
-    if reader is not None:
-        return reader(source)
+    if is_dicom(source):  # read_image would give the first frame only: refuse, lose nothing
+        raise InputError(f"{source}: a DICOM file; open it with keras_dkg.runtime.formats.open_plaintext")
     data = read_bounded(source, MAX_IMAGE_BYTES, "plaintext")
     if not data:
         raise InputError(f"{source}: file is empty (0 bytes)")
     refuse_ciphertext(source, data)
     return decode_image(data, source, exact=True)
-
-
-def write_plaintext(path, array: np.ndarray, overwrite: bool = False, source=None) -> Path:
-    target = Path(path)
-    writer = container_for(target).write_plain
-    if writer is None:
-        write_image(target, array, overwrite=overwrite)
-    else:
-        writer(target, array, overwrite=overwrite, source=source)
-    return target
-
-
-def context_for(container: Container, path) -> bytes:
-    return b"" if container.context is None else container.context(Path(path))
 
 
 def _metadata(text: str, path: Path) -> CipherMetadata:
@@ -347,3 +307,47 @@ def _load_tiff(path: Path) -> tuple[np.ndarray, CipherMetadata]:
 
 register_container([".png"], Container(save=_save_png, load=_load_png, check=_check_raster))
 register_container([".tif", ".tiff"], Container(save=_save_tiff, load=_load_tiff, check=_check_raster))
+
+
+# --------------------------------------------------------------------------- handles (runtime.formats)
+
+
+@dataclass
+class RasterPlaintext:
+    """A PNG/TIFF (or a DICOM's pixels) read once for encryption; written as PNG or TIFF by suffix."""
+
+    path: Path
+    array: np.ndarray
+    context: bytes = b""
+
+    def save_ciphertext(self, target: str | os.PathLike, array: np.ndarray, meta: CipherMetadata,
+                        overwrite: bool = False) -> Path:
+        return save_ciphertext(target, array, meta, overwrite=overwrite, source=self.path)
+
+
+@dataclass
+class RasterCiphertext:
+    """A PNG/TIFF ciphertext: its pixels and metadata; the plaintext is written as PNG or TIFF."""
+
+    path: Path
+    array: np.ndarray
+    meta: CipherMetadata
+    context: bytes = b""
+
+    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+        return write_image(Path(target), array, overwrite=overwrite)
+
+
+def open_plaintext(path: str | os.PathLike) -> RasterPlaintext:
+    """A PNG/TIFF plaintext, read once and decoded exactly (read_plaintext)."""
+    return RasterPlaintext(Path(path), read_plaintext(path))
+
+
+def pixels_plaintext(path: str | os.PathLike, array: np.ndarray) -> RasterPlaintext:
+    """Another format's pixels (a DICOM file's) to be written as a PNG/TIFF ciphertext."""
+    return RasterPlaintext(Path(path), array)
+
+
+def open_ciphertext(path: str | os.PathLike) -> RasterCiphertext:
+    array, meta = load_ciphertext(path)
+    return RasterCiphertext(Path(path), array, meta)

@@ -43,6 +43,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ from keras_dkg.runtime.cipher import (
     encrypt_array,
     key_size_for,
 )
-from keras_dkg.runtime.imageio import refuse_dicom_bomb, write_bytes_atomic
+from keras_dkg.runtime.imageio import refuse_dicom_bomb, write_bytes_atomic, write_image
 
 PRIVATE_GROUP = 0x0009
 PRIVATE_CREATOR = "KERAS_DKG 1"
@@ -604,78 +605,59 @@ def write_dicom_plaintext(path: str | os.PathLike, plain: DicomPlaintext, overwr
     return write_bytes_atomic(path, plaintext_bytes(plain), overwrite=overwrite)
 
 
-# --------------------------------------------------------------------------- container hook
-
-_CACHE: dict[str, tuple[tuple, DicomPlaintext]] = {}
+# --------------------------------------------------------------------------- handles (runtime.formats)
 
 
-def _cached_plaintext(path: Path) -> DicomPlaintext:
-    """read_dicom, remembered for the last file (the CLI asks for pixels, context and the
-    dataset of one plaintext in turn; decoding it once is enough)."""
-    stat = path.stat()
-    stamp = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    hit = _CACHE.get("plain")
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    plain = read_dicom(path)
-    _CACHE["plain"] = (stamp, plain)
-    return plain
+@dataclass
+class DicomPlaintextFile:
+    """A DICOM plaintext read once: pixels, the context bound into the tag, and its ciphertext writer."""
+
+    path: Path
+    plain: DicomPlaintext
+
+    @cached_property
+    def array(self) -> np.ndarray:
+        return self.plain.plain_array()
+
+    @cached_property
+    def context(self) -> bytes:
+        return plaintext_context(self.plain)
+
+    def save_ciphertext(self, target: str | os.PathLike, array: np.ndarray, meta: CipherMetadata,
+                        overwrite: bool = False) -> Path:
+        return save_dicom_ciphertext(target, ciphertext_bytes(self.plain, array, meta), overwrite=overwrite)
 
 
-def _require_dicom_source(source, target: Path, what: str) -> Path:
-    if source is None or not Path(source).is_file():
-        raise OutputError(f"{target}: a DICOM {what} is built from a DICOM source file; none given")
-    from keras_dkg.runtime.imageio import is_dicom
+@dataclass
+class DicomCiphertextFile:
+    """A DICOM ciphertext read once: encrypted pixels, metadata, context, and the plaintext writer."""
 
-    if not is_dicom(Path(source)):
-        raise OutputError(f"{target}: a DICOM {what} needs a DICOM source, {source} is not one; use .png or .tif")
-    return Path(source)
+    path: Path
+    encrypted: DicomCiphertext
 
+    @cached_property
+    def array(self) -> np.ndarray:
+        return self.encrypted.cipher_pixels
 
-def _container_read_plain(path: Path) -> np.ndarray:
-    return _cached_plaintext(Path(path)).plain_array()
+    @property
+    def meta(self) -> CipherMetadata:
+        return self.encrypted.meta
 
+    @cached_property
+    def context(self) -> bytes:
+        return self.encrypted.context
 
-def _container_context(path: Path) -> bytes:
-    path = Path(path)
-    from keras_dkg.runtime.imageio import is_dicom
+    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+        from keras_dkg.runtime.formats import format_of
 
-    if not is_dicom(path):
-        raise OutputError(f"{path}: a DICOM ciphertext needs a DICOM plaintext; use .png or .tif for other images")
-    try:
-        plain = _cached_plaintext(path)
-    except AlreadyEncryptedError:  # at decryption the context comes from the ciphertext
-        return load_dicom_ciphertext(path).context
-    return plaintext_context(plain)
-
-
-def _container_save(path: Path, array: np.ndarray, meta: CipherMetadata, *, overwrite: bool = False,
-                    source=None) -> Path:
-    plain = _cached_plaintext(_require_dicom_source(source, Path(path), "ciphertext"))
-    try:
-        return save_dicom_ciphertext(path, ciphertext_bytes(plain, array, meta), overwrite=overwrite)
-    finally:
-        _CACHE.clear()  # the plaintext's last use in `dkg-encrypt`: do not keep it in memory
+        if format_of(target) != "dicom":  # its pixels as PNG/TIFF
+            return write_image(Path(target), array, overwrite=overwrite)
+        return write_dicom_plaintext(target, restore_plaintext(self.encrypted, array), overwrite=overwrite)
 
 
-def _container_load(path: Path) -> tuple[np.ndarray, CipherMetadata]:
-    encrypted = load_dicom_ciphertext(path)
-    return encrypted.cipher_pixels, encrypted.meta
+def open_plaintext(path: str | os.PathLike) -> DicomPlaintextFile:
+    return DicomPlaintextFile(Path(path), read_dicom(Path(path)))
 
 
-def _container_write_plain(path: Path, array: np.ndarray, *, overwrite: bool = False, source=None) -> Path:
-    encrypted = load_dicom_ciphertext(_require_dicom_source(source, Path(path), "plaintext"))
-    return write_dicom_plaintext(path, restore_plaintext(encrypted, array), overwrite=overwrite)
-
-
-def register() -> None:
-    """Register the `.dcm` / `.dicom` container (done on import)."""
-    from keras_dkg.runtime.containers import Container, register_container
-
-    register_container([".dcm", ".dicom"], Container(
-        save=_container_save, load=_container_load, read_plain=_container_read_plain,
-        write_plain=_container_write_plain, context=_container_context,
-    ))
-
-
-register()
+def open_ciphertext(path: str | os.PathLike) -> DicomCiphertextFile:
+    return DicomCiphertextFile(Path(path), load_dicom_ciphertext(Path(path)))

@@ -1,0 +1,188 @@
+"""NIfTI volumes end to end: every stored dtype, 3-D and 4-D, .nii and .nii.gz, NIfTI-1 and -2,
+bit-identical after decryption, header and affine kept, tampering detected; the format registry."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from keras_dkg.errors import (
+    AlreadyEncryptedError,
+    InputError,
+    IntegrityError,
+    KeyMaterialError,
+    OutputError,
+)
+from keras_dkg.runtime import formats, nifti
+from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, key_size_for
+from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main
+
+DTYPES = ["int8", "int16", "int32", "uint8", "uint16", "float32", "float64"]
+RNG = np.random.default_rng(3)
+
+
+def volume(path: Path, dtype: str = "int16", shape=(12, 10, 5), version: int = 1, big_endian: bool = False,
+           extension: bool = False, scale: bool = False) -> Path:
+    """A synthetic volume with a non-trivial affine (and optionally a big-endian header, an
+    extension, a scale factor), written by nibabel."""
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    data = (RNG.integers(info.min, info.max, shape, endpoint=True).astype(dtype) if info is not None
+            else RNG.normal(0, 100, shape).astype(dtype))
+    affine = np.array([[-1.5, 0, 0, 90], [0, 1.5, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
+    image_class = nib.Nifti1Image if version == 1 else nib.Nifti2Image
+    image = image_class(data, affine)
+    if big_endian:
+        image = image_class(data, affine, header=image.header.as_byteswapped(">"))
+    if extension:
+        image.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"a comment from the scanner"))
+    nib.save(image, path)
+    if scale:  # nibabel's writer chooses its own scaling: set the stored factors in the bytes
+        data = bytearray(raw(path))
+        data[112:120] = np.array([0.5, 10.0], "<f4").tobytes()
+        path.write_bytes(gzip.compress(bytes(data)) if path.name.endswith(".gz") else bytes(data))
+    return path
+
+
+def raw(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
+
+
+def round_trip(source: Path, tmp_path: Path, cipher: str = "xor") -> tuple[Path, Path]:
+    plain = formats.open_plaintext(source)
+    key = RNG.integers(0, 256, (*key_size_for(plain.array.shape, plain.array.dtype), 3), dtype=np.uint8)
+    ciphertext, meta = encrypt_array(plain.array, key, cipher=cipher, context=plain.context)
+    suffix = ".nii.gz" if source.name.endswith(".gz") else ".nii"
+    encrypted = plain.save_ciphertext(tmp_path / f"enc{suffix}", ciphertext, meta)
+    handle = formats.open_ciphertext(encrypted)
+    back = handle.write_plaintext(tmp_path / f"back{suffix}",
+                                  decrypt_array(handle.array, key, handle.meta, context=handle.context))
+    return encrypted, back
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(12, 10, 5), (8, 6, 4, 3)], ids=["3d", "4d"])
+def test_every_dtype_round_trips_bit_exactly(tmp_path, dtype, shape):
+    source = volume(tmp_path / "v.nii.gz", dtype, shape)
+    encrypted, back = round_trip(source, tmp_path)
+    assert raw(back) == raw(source), "decrypted file identical to the original, header and voxels"
+    assert back.read_bytes()[:2] == b"\x1f\x8b", ".nii.gz in, .nii.gz out"
+    original, ciphered = nib.load(source), nib.load(encrypted)
+    np.testing.assert_array_equal(ciphered.affine, original.affine)
+    assert ciphered.header.get_data_shape() == original.header.get_data_shape()
+    assert ciphered.header.get_data_dtype() == original.header.get_data_dtype()
+    assert not np.array_equal(np.asanyarray(ciphered.dataobj), np.asanyarray(original.dataobj))
+
+
+@pytest.mark.parametrize("variant", ["nifti2", "big-endian", "extension", "scaled", "plain-nii"])
+def test_header_variants_round_trip(tmp_path, variant):
+    name = "v.nii" if variant == "plain-nii" else "v.nii.gz"
+    source = volume(tmp_path / name, "int16", version=2 if variant == "nifti2" else 1,
+                    big_endian=variant == "big-endian", extension=variant == "extension", scale=variant == "scaled")
+    encrypted, back = round_trip(source, tmp_path, cipher="xor")
+    assert raw(back) == raw(source)
+    loaded = nib.load(encrypted)
+    ours = [e for e in loaded.header.extensions if e.get_content().startswith(nifti.MARK)]
+    assert len(ours) == 1, "one keras_dkg extension, after any the file had"
+    if variant == "extension":
+        assert loaded.header.extensions[0].get_content() == b"a comment from the scanner"
+    if variant == "scaled":
+        proxy = nib.load(back).dataobj  # nibabel moves the stored factors into the array proxy
+        assert (proxy.slope, proxy.inter) == (0.5, 10.0), "scaling untouched, applied by readers"
+
+
+def test_hardened_cipher_round_trips_a_volume(tmp_path):
+    pytest.importorskip("cryptography")
+    source = volume(tmp_path / "v.nii.gz", "float32")
+    _, back = round_trip(source, tmp_path, cipher="hardened")
+    assert raw(back) == raw(source)
+
+
+def _encrypted(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    source = volume(tmp_path / "v.nii", "int16")
+    plain = formats.open_plaintext(source)
+    key = RNG.integers(0, 256, (*key_size_for(plain.array.shape, plain.array.dtype), 3), dtype=np.uint8)
+    ciphertext, meta = encrypt_array(plain.array, key, context=plain.context)
+    return plain.save_ciphertext(tmp_path / "enc.nii", ciphertext, meta), key
+
+
+def _decrypt(path: Path, key: np.ndarray) -> np.ndarray:
+    handle = formats.open_ciphertext(path)
+    return decrypt_array(handle.array, key, handle.meta, context=handle.context)
+
+
+@pytest.mark.parametrize("where", ["pixdim", "affine", "voxel", "description"])
+def test_a_changed_header_or_voxel_fails_authentication(tmp_path, where):
+    encrypted, key = _encrypted(tmp_path)
+    data = bytearray(encrypted.read_bytes())
+    offset = {"pixdim": 80, "affine": 280, "description": 148, "voxel": len(data) - 7}[where]
+    data[offset] ^= 0x01
+    encrypted.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        _decrypt(encrypted, key)
+
+
+def test_wrong_key_and_already_encrypted(tmp_path):
+    encrypted, key = _encrypted(tmp_path)
+    with pytest.raises(KeyMaterialError, match="wrong key"):
+        _decrypt(encrypted, key ^ 1)
+    with pytest.raises(AlreadyEncryptedError, match="already a keras_dkg ciphertext"):
+        formats.open_plaintext(encrypted)
+
+
+def test_files_that_cannot_be_kept_exactly_are_refused(tmp_path):
+    good = volume(tmp_path / "v.nii.gz", "int16")
+    truncated = tmp_path / "t.nii.gz"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    with pytest.raises(InputError, match="damaged or truncated gzip"):
+        formats.open_plaintext(truncated)
+    short = tmp_path / "short.nii"
+    short.write_bytes(raw(good)[:-100])
+    with pytest.raises(InputError, match="the header claims 1200 voxel bytes"):
+        formats.open_plaintext(short)
+    pair = tmp_path / "p.hdr"
+    nib.save(nib.Nifti1Pair(np.zeros((4, 4, 2), np.int16), np.eye(4)), pair)
+    with pytest.raises(InputError, match=r"NIfTI pairs \(.hdr/.img\) are not supported"):
+        formats.open_plaintext(pair)
+    not_nifti = tmp_path / "x.nii"
+    not_nifti.write_bytes(b"\0" * 400)
+    with pytest.raises(InputError, match="not a NIfTI-1/NIfTI-2 file"):
+        formats.open_plaintext(not_nifti)
+
+
+def test_registry_finds_each_format(tmp_path):
+    assert [formats.format_of(n) for n in ("a.png", "a.TIF", "a.dcm", "a.nii", "a.nii.gz", "a.hdr")] == [
+        "raster", "raster", "dicom", "nifti", "nifti", "nifti"]
+    assert set(formats.FORMATS) == {"raster", "dicom", "nifti"}
+    with pytest.raises(OutputError, match="a NIfTI ciphertext needs a NIfTI plaintext"):
+        formats.check_output("a.png", "b.nii.gz")
+    with pytest.raises(OutputError, match="a PNG/TIFF ciphertext needs a PNG/TIFF plaintext; write this NIfTI"):
+        formats.check_output("a.nii.gz", "b.png")
+    assert formats.check_output("a.dcm", "b.png") == "raster", "a DICOM file's pixels may go to PNG"
+
+
+def test_no_format_branch_is_left_in_the_batch():
+    root = Path(__file__).parent.parent / "keras_dkg" / "runtime"
+    for module in sorted(root.glob("batch*.py")):
+        text = module.read_text().lower()
+        for word in ("is_dicom(", "dicom.", "nifti.", "read_dicom", "suffix == "):
+            assert word not in text, f"{module.name} branches on a format ({word})"
+
+
+def test_cli_encrypts_the_embedded_epi_volume(tmp_path, tiny_onnx_model, capsys):
+    """The real 4-D EPI volume nibabel ships (int16, 128×96×24×2), through dkg-encrypt/dkg-decrypt."""
+    from keras_dkg import embedded
+
+    source = embedded.source_volume_path()
+    encrypted, back, keys = tmp_path / "epi.enc.nii.gz", tmp_path / "epi.back.nii.gz", tmp_path / "keys"
+    assert encrypt_main([str(source), "-o", str(encrypted), "--model", str(tiny_onnx_model),
+                         "--seed", str(embedded.seed_path()), "--keys", str(keys)]) == 0
+    assert "cipher xor" in capsys.readouterr().out
+    assert decrypt_main([str(encrypted), "-o", str(back), "--keys", str(keys)]) == 0
+    assert raw(back) == raw(source)
+    assert decrypt_main([str(encrypted), "-o", str(tmp_path / "x.png"), "--keys", str(keys)]) == 2
+    assert "a PNG/TIFF plaintext needs a PNG/TIFF ciphertext" in capsys.readouterr().err
