@@ -186,3 +186,40 @@ def test_cli_encrypts_the_embedded_epi_volume(tmp_path, tiny_onnx_model, capsys)
     assert raw(back) == raw(source)
     assert decrypt_main([str(encrypted), "-o", str(tmp_path / "x.png"), "--keys", str(keys)]) == 2
     assert "a PNG/TIFF plaintext needs a PNG/TIFF ciphertext" in capsys.readouterr().err
+
+
+def test_a_mixed_archive_encrypts_decrypts_and_resumes_in_one_batch(tmp_path, tiny_onnx_model):
+    """PNG, TIFF, DICOM and NIfTI (.nii and .nii.gz) in one --batch run, resumed, then decrypted."""
+    import cv2
+    from test_dicom import build_dicom
+
+    from keras_dkg import embedded
+    from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
+
+    archive = tmp_path / "archive"
+    (archive / "sub").mkdir(parents=True)
+    cv2.imwrite(str(archive / "a.png"), RNG.integers(0, 65536, (20, 24), dtype=np.uint16))
+    cv2.imwrite(str(archive / "sub" / "b.tif"), RNG.integers(0, 256, (16, 12, 3), dtype=np.uint8))
+    build_dicom(archive / "c.dcm", rows=16, columns=12, bits=16, stored=12, signed=True)
+    volume(archive / "sub" / "d.nii.gz", "int16", (16, 12, 4))
+    volume(archive / "e.nii", "float32", (8, 8, 3, 2), version=2)
+    (archive / "notes.txt").write_text("not an image")
+    out, back, keys = tmp_path / "out", tmp_path / "back", tmp_path / "keys"
+    seed = embedded.seed_path()
+    first = encrypt_folder(archive, out, keys=keys, model=tiny_onnx_model, seed=seed)
+    assert first.exit_code == 0, first.failed
+    assert first.count("encrypted") == 5 and first.count("ignored") == 1
+    (out / "sub" / "d.nii.gz").unlink()  # as if the first run had been stopped before this file
+    again = encrypt_folder(archive, out, keys=keys, model=tiny_onnx_model, seed=seed, resume=True)
+    assert again.exit_code == 0, [(f.path, f.status, f.reason, f.error) for f in again.files if f.status != "resumed"]
+    assert again.count("encrypted") == 1 and again.count("resumed") == 4
+    assert formats.open_ciphertext(out / "e.nii").meta.shape == [8, 8 * 3 * 2 * 4]
+    done = decrypt_folder(out, back, keys=keys)
+    assert done.exit_code == 0 and done.count("decrypted") == 5, done.failed
+    from keras_dkg.runtime.imageio import read_image
+
+    for relative in ("a.png", "sub/b.tif"):  # rasters: the same samples (the PNG/TIFF encoder may differ)
+        np.testing.assert_array_equal(read_image(back / relative), read_image(archive / relative))
+    for relative in ("c.dcm", "e.nii"):  # DICOM and NIfTI: the same file
+        assert (back / relative).read_bytes() == (archive / relative).read_bytes(), relative
+    assert raw(back / "sub" / "d.nii.gz") == raw(archive / "sub" / "d.nii.gz")

@@ -203,22 +203,35 @@ def _check_target(target: Path, what: str) -> None:
 
 
 @dataclass
-class NiftiPlaintext:
-    """A volume read once for encryption: `array` (its voxel bytes), `context`, and the writer."""
+class _Volume:
+    """A volume file read once: its bytes, where its parts are, and the original bytes before the voxels."""
 
     path: Path
     data: bytes
     layout: Layout
 
+    @property
+    def original(self) -> bytes:
+        """The plaintext file's bytes before the voxels (header and extensions)."""
+        return self.data[:self.layout.vox_offset]
+
+    @property
+    def trailing(self) -> bytes:
+        return self.data[self.layout.vox_offset + self.layout.voxel_bytes:]
+
     @cached_property
     def array(self) -> np.ndarray:
+        """The stored voxel bytes (dim1 rows × the rest, uint8)."""
         return self.layout.voxels(self.data)
 
     @cached_property
     def context(self) -> bytes:
-        """Everything but the voxels: the header, the extensions and any trailing bytes."""
-        end = self.layout.vox_offset + self.layout.voxel_bytes
-        return b"keras_dkg/nifti-context/v1\0" + self.data[:self.layout.vox_offset] + self.data[end:]
+        """Everything but the voxels, as the plaintext had it: header, extensions, trailing bytes."""
+        return b"keras_dkg/nifti-context/v1\0" + self.original + self.trailing
+
+
+class NiftiPlaintext(_Volume):
+    """A plaintext volume: `array`, `context`, and `save_ciphertext`."""
 
     def save_ciphertext(self, target: str | os.PathLike, array: np.ndarray, meta: CipherMetadata,
                         overwrite: bool = False) -> Path:
@@ -229,41 +242,31 @@ class NiftiPlaintext:
         body = MARK + flag.hex().encode("ascii") + meta.to_json().encode("utf-8")
         esize = -(-(len(body) + 8) // 16) * 16
         extension = struct.pack(f"{layout.endian}ii", esize, EXTENSION_CODE) + body.ljust(esize - 8, b"\0")
-        prefix = bytearray(self.data[:layout.vox_offset])
+        prefix = bytearray(self.original)
         prefix[layout.header_size:layout.header_size + 4] = b"\x01\0\0\0"
         _set_vox_offset(prefix, layout, layout.vox_offset + esize)
         cipher_bytes = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
         if len(cipher_bytes) != layout.voxel_bytes:
             raise OutputError(f"{target}: ciphertext has {len(cipher_bytes)} bytes, the volume {layout.voxel_bytes}")
-        trailing = self.data[layout.vox_offset + layout.voxel_bytes:]
-        return _write(target, bytes(prefix) + extension + cipher_bytes + trailing, overwrite)
+        return _write(target, bytes(prefix) + extension + cipher_bytes + self.trailing, overwrite)
 
 
 @dataclass
-class NiftiCiphertext:
-    """An encrypted volume: `array` (encrypted voxel bytes), `meta`, `context`, and the writer."""
+class NiftiCiphertext(_Volume):
+    """An encrypted volume: `array` (encrypted voxel bytes), `meta`, `context`, and `write_plaintext`."""
 
-    path: Path
-    data: bytes
-    layout: Layout
-    meta: CipherMetadata
-    original: bytes  # the plaintext file's bytes before the voxels
+    meta: CipherMetadata | None = None
+    before_voxels: bytes = b""  # the plaintext's header and extensions, rebuilt from ours
 
-    @cached_property
-    def array(self) -> np.ndarray:
-        return self.layout.voxels(self.data)
-
-    @cached_property
-    def context(self) -> bytes:
-        end = self.layout.vox_offset + self.layout.voxel_bytes
-        return b"keras_dkg/nifti-context/v1\0" + self.original + self.data[end:]
+    @property
+    def original(self) -> bytes:
+        return self.before_voxels
 
     def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
         target = Path(target)
         _check_target(target, "plaintext")
         plain = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-        end = self.layout.vox_offset + self.layout.voxel_bytes
-        return _write(target, self.original + plain + self.data[end:], overwrite)
+        return _write(target, self.original + plain + self.trailing, overwrite)
 
 
 def open_plaintext(path: str | os.PathLike) -> NiftiPlaintext:
