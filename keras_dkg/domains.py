@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.errors import InputError, OutputError, run_cli
-from keras_dkg.runtime.imageio import list_images, read_image, write_bytes_atomic, write_image
+from keras_dkg.runtime.imageio import source_files, source_images, write_bytes_atomic, write_image
 from keras_dkg.runtime.preprocess import preprocess_uint8
 
 DOMAIN_KINDS = ("chaotic", "chaotic-low")
@@ -112,7 +112,8 @@ def build_domain(source_dir: str | Path, out_dir: str | Path, kind: str = "chaot
     would lower its entropy.
     """
     cipher = ChaoticCipher(seed=seed, kind=kind, low_bits=low_bits)
-    sources = list_images(source_dir)
+    # images, and NIfTI volumes as their axial slices (read first: the count fixes the file names)
+    sources = [item for path in source_files(source_dir) for item in source_images(path)]
     target = Path(out_dir)
     _check_outputs(Path(source_dir), target, len(sources), overwrite)
     created = not target.exists()
@@ -146,11 +147,11 @@ def _check_outputs(source_dir: Path, target: Path, count: int, overwrite: bool) 
             guard.check_file(target / name, "domain image" if name != MANIFEST else "domain manifest")
 
 
-def _build_domain(cipher: ChaoticCipher, sources: list[Path], target: Path, kind: str, size: int | None, seed: int,
-                  low_bits: int, overwrite: bool, written: list[Path]) -> dict:
+def _build_domain(cipher: ChaoticCipher, sources: list[tuple[Path, np.ndarray]], target: Path, kind: str,
+                  size: int | None, seed: int, low_bits: int, overwrite: bool, written: list[Path]) -> dict:
     entries = []
-    for index, path in enumerate(sources):
-        plain = preprocess_uint8(read_image(path), size)
+    for index, (path, image) in enumerate(sources):
+        plain = preprocess_uint8(image, size)
         encrypted = cipher.encrypt(plain, index)
         name = f"domain_{index:04d}.png"
         existed = (target / name).exists()
@@ -160,7 +161,7 @@ def _build_domain(cipher: ChaoticCipher, sources: list[Path], target: Path, kind
         entries.append({
             "file": name,
             "source": str(path),
-            "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "source_sha256": hashlib.sha256(path.read_bytes() if path.is_file() else image.tobytes()).hexdigest(),
             "entropy": round(byte_entropy(encrypted), 6),
             "plain_entropy": round(byte_entropy(plain), 6),
         })

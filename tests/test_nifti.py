@@ -223,3 +223,66 @@ def test_a_mixed_archive_encrypts_decrypts_and_resumes_in_one_batch(tmp_path, ti
     for relative in ("c.dcm", "e.nii"):  # DICOM and NIfTI: the same file
         assert (back / relative).read_bytes() == (archive / relative).read_bytes(), relative
     assert raw(back / "sub" / "d.nii.gz") == raw(archive / "sub" / "d.nii.gz")
+
+
+def _padded_volume(path: Path, empty: int = 2) -> Path:
+    """A 4-D-free 20×16×8 volume whose first and last `empty` axial slices are all zero (BraTS-like)."""
+    data = np.zeros((20, 16, 8), np.int16)
+    data[:, :, empty:-empty] = RNG.integers(100, 2000, (20, 16, 8 - 2 * empty))
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path
+
+
+def test_training_slices_drop_empty_slices_and_window_each_volume(tmp_path):
+    slices = nifti.training_slices(_padded_volume(tmp_path / "v.nii.gz"))
+    assert [label.rsplit(":", 1)[1] for label, _ in slices] == ["2", "3", "4", "5"]
+    image = slices[0][1]
+    assert image.dtype == np.uint16 and image.shape == (16, 20), "rot90: x-y plane shown upright"
+    assert max(int(img.max()) for _, img in slices) == 65535, "windowed at the volume's 99.5th percentile"
+    assert 0 < int(image.min()) < 10000, "its 0.5th percentile (the zero padding) maps to 0"
+    four_d = tmp_path / "t.nii"
+    nib.save(nib.Nifti1Image(RNG.integers(1, 100, (8, 8, 3, 2)).astype(np.int16), np.eye(4)), four_d)
+    assert [label.split(":", 1)[1] for label, _ in nifti.training_slices(four_d)] == [
+        "0:0", "1:0", "2:0", "0:1", "1:1", "2:1"]
+
+
+def test_a_volume_slice_is_a_seed(tmp_path, tiny_onnx_model, capsys):
+    from keras_dkg.runtime.keygen import KeyGenerator, load_seed
+    from keras_dkg.runtime.keygen_cli import main as keygen_main
+
+    source = _padded_volume(tmp_path / "v.nii.gz")
+    middle, digest_middle, label = load_seed(source)
+    assert label == "v.nii.gz:4" and middle.shape == (16, 20)
+    third, digest_third, _ = load_seed(f"{source}:3")
+    assert digest_third != digest_middle and not np.array_equal(third, middle), "two slices, two seeds"
+    with pytest.raises(InputError, match="slice 9 is outside the volume's 8 axial slices"):
+        load_seed(f"{source}:9")
+    key = KeyGenerator(tiny_onnx_model).generate(f"{source}:3", size=(16, 20), nonce=1)
+    assert key.pixels.shape == (16, 20, 3)
+    assert keygen_main(["--model", str(tiny_onnx_model), "--seed", f"{source}:3", "-o", str(tmp_path / "k.png"),
+                        "--size", "16x20"]) == 0
+    assert (tmp_path / "k.png").is_file()
+
+
+def test_fit_trains_on_a_folder_of_volumes(tmp_path):
+    from keras_dkg.train import TrainConfig, train
+
+    source = tmp_path / "brats"
+    source.mkdir()
+    _padded_volume(source / "case1_t1.nii.gz")
+    _padded_volume(source / "case1_flair.nii.gz", empty=3)
+    result = train(TrainConfig(out=str(tmp_path / "run"), source=str(source), image_size=32, residual_blocks=1,
+                               steps=2, checkpoint_every=2))
+    assert result.summary["source_images"] == 4 + 2 and result.summary["domain_images"] == 6
+
+
+def test_reproduction_mri_folder_takes_a_brats_layout(tmp_path):
+    """`reproduce_paper.py --mri DIR`: one image per volume (its middle kept slice), label maps skipped."""
+    from keras_dkg.reproduce.datasets import _user_images
+
+    for name in ("case1_flair", "case1_seg", "case1_t1", "case2_t1"):
+        _padded_volume(tmp_path / f"{name}.nii.gz")
+    images = _user_images(str(tmp_path), 8)
+    assert [Path(label).name for label, _ in images] == ["case1_flair.nii.gz:4", "case1_t1.nii.gz:4",
+                                                         "case2_t1.nii.gz:4"]
+    assert all(pixels.dtype == np.uint16 and pixels.shape == (16, 20) for _, pixels in images)

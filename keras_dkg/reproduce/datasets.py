@@ -26,8 +26,7 @@ import numpy as np
 
 from keras_dkg import embedded
 from keras_dkg.common import short_error
-from keras_dkg.errors import InputError
-from keras_dkg.runtime.imageio import list_images, read_image, write_image
+from keras_dkg.runtime.imageio import read_image, source_files, source_images, write_image
 from keras_dkg.runtime.preprocess import preprocess_uint8
 
 MODALITIES = ("xray", "ultrasound", "mri")
@@ -79,10 +78,18 @@ EMBEDDED = {"xray": _embedded_xray, "ultrasound": _embedded_ultrasound, "mri": _
 
 
 def _user_images(folder: str, count: int) -> list[tuple[str, np.ndarray]]:
-    paths = list_images(folder)
-    if not paths:
-        raise InputError(f"{folder}: no images found (PNG/JPEG/TIFF/DICOM)")
-    return [(str(p), read_image(p)) for p in paths[:count]]
+    """The first `count` images of a folder; a NIfTI volume gives one, its middle kept axial slice
+    (a BraTS folder: one slice per case and modality; `*_seg` label maps are not images)."""
+    images = []
+    for path in source_files(folder):
+        if path.name.lower().endswith(("_seg.nii", "_seg.nii.gz")):
+            continue
+        slices = source_images(path)
+        label, pixels = slices[len(slices) // 2]
+        images.append((str(label), pixels))
+        if len(images) == count:
+            break
+    return images
 
 
 def prepare_plaintexts(out: Path, size: int, count: int, options: dict) -> dict:
@@ -119,8 +126,7 @@ def prepare_plaintexts(out: Path, size: int, count: int, options: dict) -> dict:
 def prepare_source(out: Path, source: str | None) -> tuple[Path, str]:
     """The training source folder (embedded brain EPI slices by default) and its label."""
     if source:
-        if not list_images(source):
-            raise InputError(f"{source}: no images found for the training source")
+        source_files(source)  # InputError when it holds no images or volumes
         return Path(source).resolve(), f"user data from {source}"
     target = out / "source"
     embedded.materialize_source(target)
@@ -129,7 +135,7 @@ def prepare_source(out: Path, source: str | None) -> tuple[Path, str]:
 
 def split_source(source: Path, out: Path) -> dict:
     """Copy the source into train (9 of 10) and validation (every 10th) folders (Table XXI)."""
-    paths = list_images(source)
+    paths = source_files(source)  # volumes are split whole, by file
     train, validation = out / "grid_train", out / "grid_validation"
     for folder in (train, validation):
         shutil.rmtree(folder, ignore_errors=True)
@@ -137,7 +143,8 @@ def split_source(source: Path, out: Path) -> dict:
     chosen = []
     for index, path in enumerate(paths):
         held_out = index % VALIDATION_EVERY == 0
-        target = (validation if held_out else train) / f"{index:04d}{path.suffix.lower()}"
+        suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
+        target = (validation if held_out else train) / f"{index:04d}{suffix}"
         shutil.copy2(path, target)
         if held_out:
             chosen.append(str(path))

@@ -298,11 +298,9 @@ def encrypt_folder(
         from keras_dkg.runtime.hardened import require_cryptography
 
         require_cryptography()  # no `cryptography`: stop before any work, with the install hint
-    seed_path = Path(seed)
-    from keras_dkg.runtime.imageio import read_image
-    from keras_dkg.runtime.keygen import KeyGenerator
+    from keras_dkg.runtime.keygen import KeyGenerator, load_seed
 
-    read_image(seed_path)  # an unreadable seed stops the batch before any work
+    load_seed(seed)  # an unreadable seed (an image, or VOLUME.nii[.gz][:SLICE]) stops the batch before any work
     # so does a broken model; this session serves a one-process batch (workers open their own)
     generator = KeyGenerator(model, provider=provider, batch_size=chunk)
     make_folder(out_dir)
@@ -313,12 +311,12 @@ def encrypt_folder(
         images, others = list_folder(in_dir, exclude={"output folder": out_dir, "key store": keys})
         settings = {
             "command": "encrypt", "input": str(in_dir), "output": str(out_dir), "keys": str(keys),
-            "model": str(model), "seed": str(seed_path), "provider": provider, "cipher": cipher,
+            "model": str(model), "seed": str(seed), "provider": provider, "cipher": cipher,
             "resume": resume, "overwrite": overwrite, "chunk": chunk, "threads": _default_threads(jobs),
             "quiet_opencv": quiet,
         }
         result = BatchReport("encrypt", str(in_dir), str(out_dir), str(keys), utc_timestamp(), jobs=jobs, options={
-            "model": str(model), "seed": str(seed_path), "resume": resume, "overwrite": overwrite,
+            "model": str(model), "seed": str(seed), "resume": resume, "overwrite": overwrite,
             "cipher": cipher, "provider": provider,
         })
         relatives = [p.relative_to(in_dir).as_posix() for p in images]

@@ -66,6 +66,34 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     return files
 
 
+def source_files(folder: str | os.PathLike) -> list[Path]:
+    """Sorted images and NIfTI volumes under `folder` (recursively): what training and domains read."""
+    from keras_dkg.runtime.nifti import SUFFIXES, is_nifti_name
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    volumes = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and is_nifti_name(p)]
+    try:
+        images = list_images(root)
+    except InputError:
+        if not volumes:
+            raise InputError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES | set(SUFFIXES)))})"
+                             ) from None
+        images = []
+    return sorted(images + volumes)
+
+
+def source_images(path: Path) -> list[tuple[Path, np.ndarray]]:
+    """(label, image) of one source file: the image, or a NIfTI volume's kept axial slices
+    (`nifti.training_slices`, labelled FILE:z); errors name the file."""
+    from keras_dkg.runtime.nifti import is_nifti_name, training_slices
+
+    if is_nifti_name(path):
+        return [(Path(label), image) for label, image in training_slices(path)]
+    return [(path, read_image(path))]
+
+
 def read_image(path: str | os.PathLike, exact: bool = False) -> np.ndarray:
     """Pixels of one image: H×W (gray) or H×W×C (RGB[A] order), dtype as stored.
 

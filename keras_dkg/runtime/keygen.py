@@ -153,10 +153,16 @@ class KeyJob:
         return self.plan.record() if self.plan is not None else {"scheme": SINGLE_SCHEME}
 
 
-def _load_seed(seed: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str, str]:
+def load_seed(seed: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str, str]:
     """(pixels, "sha256:" of the file or array bytes, a label)."""
     if isinstance(seed, np.ndarray):
         return seed, digest(np.ascontiguousarray(seed).tobytes()), "<array>"
+    from keras_dkg.runtime.nifti import seed_slice, split_slice_spec
+
+    volume = split_slice_spec(seed)
+    if volume is not None:  # VOLUME.nii[.gz][:SLICE]: one axial slice (runtime.nifti.seed_slice)
+        pixels, digested, label = seed_slice(*volume)
+        return pixels, digest(digested), label
     path = Path(seed)
     # Read once, bounded and refused by type (a FIFO, /dev/zero): the digest is of the bytes decoded.
     data = read_bounded(path, MAX_IMAGE_BYTES, "seed")
@@ -236,7 +242,7 @@ class KeyGenerator:
 
     def prepare(self, seed: str | os.PathLike | np.ndarray, size=None) -> KeyJob:
         """Read the seed and bring it to the generation size; `size`: N, (h, w), "HxW" or None (the seed's)."""
-        pixels, seed_sha256, seed_label = _load_seed(seed)
+        pixels, seed_sha256, seed_label = load_seed(seed)
         requested = parse_size(size)
         target = check_key_size(requested or tuple(int(v) for v in pixels.shape[:2]),
                                 "key size" if requested else f"{seed_label} (the seed's own size)")

@@ -39,7 +39,8 @@ MAX_COUNT = 10_000  # keys per run: the nonces and file names are made up front
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Generate DeepKeyGen key images with onnxruntime.")
     parser.add_argument("--model", required=True, help="generator .onnx written by dkg-export onnx")
-    parser.add_argument("--seed", required=True, help="seed image (PNG/TIFF/DICOM/...)")
+    parser.add_argument("--seed", required=True, help="seed image (PNG/TIFF/DICOM/...), or VOLUME.nii[.gz][:SLICE] "
+                        "for one axial slice of a NIfTI volume (default: the middle one)")
     parser.add_argument("-o", "--output", required=True, help="key file KEY.png (record written as KEY.json)")
     parser.add_argument("--size", help="key size N or HxW (default: the seed's own size)")
     parser.add_argument("--nonce", help="nonce that gives this file its own key (default: none for one key, "

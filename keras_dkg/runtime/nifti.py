@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_dkg.common import short_error
 from keras_dkg.errors import AlreadyEncryptedError, InputError, IntegrityError, OutputError
 from keras_dkg.runtime.cipher import CipherMetadata
 from keras_dkg.runtime.imageio import write_bytes_atomic
@@ -301,3 +302,87 @@ def open_ciphertext(path: str | os.PathLike) -> NiftiCiphertext:
     original[layout.header_size:layout.header_size + 4] = flag
     _set_vox_offset(original, layout, offset)
     return NiftiCiphertext(source, data, layout, meta, bytes(original))
+
+
+# --------------------------------------------------------------------------- slices (training data, seeds)
+
+#: a slice is kept for training when at least this share of its voxels is above the volume's minimum
+MIN_FOREGROUND = 0.10
+#: the intensity window: these percentiles of the volume's voxels map to 0 and 65535
+WINDOW_PERCENTILES = (0.5, 99.5)
+
+
+def _volume_array(path: Path) -> np.ndarray:
+    """The scaled voxel values (what a viewer shows), spatial axes first, time last."""
+    nibabel = _nibabel()
+    data = read_bytes(path, "volume")
+    parse(data, str(path))  # the same checks as for encryption, so errors read the same
+    try:
+        image = nibabel.Nifti1Image.from_bytes(data) if data[344:348] == b"n+1\0" else \
+            nibabel.Nifti2Image.from_bytes(data)
+        values = np.asarray(image.dataobj, dtype=np.float64)
+    except Exception as exc:  # nibabel's own error types
+        raise InputError(f"{path}: cannot read the volume's voxels ({short_error(exc)})") from exc
+    if values.ndim < 3:
+        values = values.reshape(*values.shape, *([1] * (3 - values.ndim)))
+    return values.reshape(*values.shape[:3], -1)  # x, y, z, volumes
+
+
+def _window(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, WINDOW_PERCENTILES)
+    return float(low), float(max(high, low + 1e-9))
+
+
+def _to_image(plane: np.ndarray, low: float, high: float) -> np.ndarray:
+    """One x-y plane as an upright uint16 image (rot90, as the embedded EPI slices)."""
+    scaled = np.clip((plane - low) / (high - low), 0.0, 1.0) * 65535.0
+    return np.ascontiguousarray(np.rot90(np.rint(scaled).astype(np.uint16)))
+
+
+def training_slices(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
+    """The axial slices of a volume for training: (label "file:z" or "file:z:t", uint16 image).
+
+    Every volume of a 4-D file; a slice is kept when at least MIN_FOREGROUND of it lies above
+    the volume's minimum (BraTS pads the brain with zero slices); intensities are windowed
+    per volume at WINDOW_PERCENTILES to the uint16 range.
+    """
+    source = Path(path)
+    values = _volume_array(source)
+    low, high = _window(values)
+    floor = values.min()
+    slices = []
+    for t in range(values.shape[3]):
+        for z in range(values.shape[2]):
+            plane = values[:, :, z, t]
+            if np.mean(plane > floor) >= MIN_FOREGROUND:
+                label = f"{source}:{z}" if values.shape[3] == 1 else f"{source}:{z}:{t}"
+                slices.append((label, _to_image(plane, low, high)))
+    if not slices:
+        raise InputError(f"{source}: no slice has {MIN_FOREGROUND:.0%} of its voxels above the volume's minimum")
+    return slices
+
+
+def split_slice_spec(spec: str | os.PathLike) -> tuple[Path, int | None] | None:
+    """`VOLUME.nii[.gz][:SLICE]` -> (path, slice or None); None when `spec` names no volume."""
+    text = str(spec)
+    head, _, tail = text.rpartition(":")
+    if head and tail.isdigit() and is_nifti_name(head):
+        return Path(head), int(tail)
+    return (Path(text), None) if is_nifti_name(text) else None
+
+
+def seed_slice(path: Path, index: int | None) -> tuple[np.ndarray, bytes, str]:
+    """A volume's axial slice as a seed: (uint16 image, the bytes its digest is of, a label).
+
+    The default slice is the middle one of the first volume; the window is the volume's.
+    The digest covers the file and the slice number, so two slices are two seeds.
+    """
+    values = _volume_array(path)
+    depth = values.shape[2]
+    index = depth // 2 if index is None else index
+    if not 0 <= index < depth:
+        raise InputError(f"{path}: slice {index} is outside the volume's {depth} axial slices (0-{depth - 1})")
+    low, high = _window(values)
+    return (_to_image(values[:, :, index, 0], low, high),
+            read_bounded(path, MAX_IMAGE_BYTES, "seed") + f"\0slice={index}".encode(),
+            f"{path.name}:{index}")

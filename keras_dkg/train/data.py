@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_dkg.errors import InputError
-from keras_dkg.runtime.imageio import list_images, read_image
+from keras_dkg.runtime.imageio import source_files, source_images
 from keras_dkg.runtime.preprocess import preprocess_uint8
 
 log = logging.getLogger(__name__)
@@ -49,17 +49,21 @@ class ImageFolder:
 
 
 def load_folder(folder: str | Path, size: int) -> ImageFolder:
-    """Decode every image of `folder` (recursively) at size×size; errors name the file."""
+    """Decode every image of `folder` (recursively) at size×size; errors name the file.
+
+    NIfTI volumes give their axial slices (`imageio.source_images`; docs/training.md, "Data");
+    DICOM series are folders of slices, one image each.
+    """
     if size % 4:
         raise InputError(f"image size {size} is not a multiple of 4 (the generator downsamples twice by 2)")
-    paths = list_images(folder)
-    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    for index, path in enumerate(paths):
-        image = read_image(path)  # raises InputError naming the file
-        if image.shape[0] != size or image.shape[1] != size:
-            log.debug("%s: resized from %s to %d", path, image.shape[:2], size)
-        pixels[index] = preprocess_uint8(image, size)
-    return ImageFolder(Path(folder), paths, pixels)
+    paths, images = [], []
+    for path in source_files(folder):
+        for label, image in source_images(path):
+            if image.shape[0] != size or image.shape[1] != size:
+                log.debug("%s: resized from %s to %d", label, image.shape[:2], size)
+            paths.append(label)
+            images.append(preprocess_uint8(image, size))
+    return ImageFolder(Path(folder), paths, np.stack(images))
 
 
 def gray_domain(folder: ImageFolder) -> ImageFolder:
