@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.errors import InputError, OutputError, run_cli
+from keras_dkg.options import add_output, add_random_seed
 from keras_dkg.runtime.imageio import source_files, source_images, write_bytes_atomic, write_image
 from keras_dkg.runtime.preprocess import preprocess_uint8
 
@@ -186,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="dkg-domain", description="Build a transformation domain by chaotic encryption of source images.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("source", help="folder of source images (PNG/JPEG/TIFF/DICOM)")
-    parser.add_argument("-o", "--out", required=True, help="output folder for domain PNGs and manifest.json")
+    add_output(parser, "output folder for domain PNGs and manifest.json", required=True, dest="out")
     parser.add_argument("--kind", choices=DOMAIN_KINDS, default="chaotic", help="high (chaotic) or low (chaotic-low) security")
     parser.add_argument("--size", type=int, default=256, help="square size of the domain images (use the training size)")
-    parser.add_argument("--seed", type=int, default=0, help="master seed of the chaotic cipher")
+    add_random_seed(parser, "master seed of the chaotic cipher")
     parser.add_argument("--low-bits", type=int, default=DEFAULT_LOW_BITS, help="keystream bits kept by chaotic-low")
     parser.add_argument("--overwrite", action="store_true", help="replace existing domain images")
     args = parser.parse_args(argv)

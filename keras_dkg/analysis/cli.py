@@ -29,6 +29,7 @@ from keras_dkg.analysis import baselines as baselines_module
 from keras_dkg.analysis import differential, metrics
 from keras_dkg.common import progress_bar, to_jsonable
 from keras_dkg.errors import InputError, OutputError, run_cli
+from keras_dkg.options import add_random_seed
 
 PROG = "dkg-analyze"
 NIST_ALPHA = 0.01
@@ -444,7 +445,7 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                         help="random adjacent pixel pairs per direction for correlations (the paper used 256)")
     parser.add_argument("--all-pairs", action="store_true",
                         help="use every adjacent pair instead of a random sample (exact)")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the pair sampling")
+    add_random_seed(parser, "seed of the pair sampling", type=_seed)
 
 
 def _add_output(parser: argparse.ArgumentParser, plots: bool = True) -> None:
@@ -493,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Keys from " + ", ".join(baselines_module.METHODS) + ": entropy, "
                                       "chi-square p, correlations and generation time (paper Tables XVII-XIX).")
     base.add_argument("--shape", default="256x256x3", help="key shape HxWxC")
-    base.add_argument("--seed", type=_seed, default=0, help="generator seed (same for every method)")
+    add_random_seed(base, "generator seed (same for every method)", type=_seed)
     base.add_argument("--methods", default=None, metavar="A,B",
                       help="comma-separated subset (default: all of " + ",".join(baselines_module.METHODS) + ")")
     base.add_argument("--pairs", type=_positive_int, default=metrics.DEFAULT_PAIRS,
@@ -514,8 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="plaintext P1, windowed to uint8 RGB at the key's size (default: the embedded CT slice)")
     modes.add_argument("--plain2", default=None, help="second plaintext P2 (default: P1 rotated 180 degrees)")
     modes.add_argument("--size", type=int, default=256, help="key size NxN when no --key is given")
-    modes.add_argument("--seed", type=_seed, default=0,
-                       help="seed of the baseline key and of the hardened salts/nonces (reproducible runs)")
+    add_random_seed(modes, "seed of the baseline key and of the hardened salts/nonces (reproducible runs)", type=_seed)
     modes.add_argument("--fresh", action="store_true", help="hardened salts/nonces from os.urandom instead")
     modes.add_argument("--alpha", type=_alpha, default=NIST_ALPHA, help="NIST significance level")
     modes.add_argument("--no-nist", action="store_true", help="skip the NIST tests")

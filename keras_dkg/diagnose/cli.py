@@ -10,6 +10,7 @@ from pathlib import Path
 
 from keras_dkg.common import quiet
 from keras_dkg.errors import InputError, OutputError, run_cli
+from keras_dkg.options import add_random_seed
 from keras_dkg.runtime.imageio import write_bytes_atomic
 from keras_dkg.runtime.outputs import OutputGuard
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed-image", help="held-back seed; default: the run's --seed-image (embedded CT slice)")
     parser.add_argument("--nonces", type=int, default=8, help="keys made from the seed (nonces 1..N)")
     parser.add_argument("--pixel-pairs", type=int, default=4, help="one-pixel-changed seeds for NPCR/UACI")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the changed pixels and the uniform reference")
+    add_random_seed(parser, "seeds the changed pixels and the uniform reference")
     parser.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR (needs matplotlib)")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --json / --plots files")

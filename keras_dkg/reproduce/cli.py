@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from keras_dkg.errors import run_cli
+from keras_dkg.options import add_output
 
 PROG = "reproduce_paper"
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--full", dest="profile", action="store_const", const="full",
                          help="the paper's settings: 256x256, 20,000 steps, 4 trainings, full grid (GPU advised)")
     profile.add_argument("--tiny", dest="profile", action="store_const", const="tiny", help=argparse.SUPPRESS)
-    parser.add_argument("--out", required=True, help="report folder (rerun with the same folder to resume)")
+    add_output(parser, "report folder (rerun with the same folder to resume)", required=True, dest="out")
     data = parser.add_argument_group("data (default: images embedded in the installed wheels)")
     data.add_argument("--source", help="training source images (paper: 138 Montgomery chest X-rays)")
     data.add_argument("--seed-image", help="the key seed image (default: pydicom's CT_small.dcm)")

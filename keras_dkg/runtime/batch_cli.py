@@ -4,7 +4,9 @@
                 [--jobs N] [--resume] [--overwrite] [--report FILE]
     dkg-decrypt --batch OUT_DIR -o BACK_DIR --keys KEY_DIR [--verify] [--jobs N] [--report FILE]
 
-`keras_dkg.runtime.cipher_cli` hands any command line with `--batch` to these. Exit
+The batch options are a group of dkg-encrypt's and dkg-decrypt's own parsers
+(`add_batch_options`, so `--help` shows them); `keras_dkg.runtime.cipher_cli` runs a
+parsed command line with `--batch` through `run`. Exit
 codes: 0 every file done; 1 some files failed (listed on stderr and in the report);
 3 some tag did not verify (tampered or wrong key); 2 nothing done (bad arguments,
 missing folder, unreadable model or seed, wrong key store, refused report or output
@@ -19,7 +21,8 @@ import signal
 import sys
 from collections.abc import Callable
 
-from keras_dkg.errors import run_cli
+from keras_dkg.errors import InputError, run_cli
+from keras_dkg.options import add_no_progress
 from keras_dkg.runtime.batch import (
     REPORT_NAME,
     BatchInterrupted,
@@ -32,46 +35,51 @@ from keras_dkg.runtime.batch_pool import signal_of, stop_on_signals
 MAX_LISTED_FAILURES = 20
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--report", help=f"report file, .json or .csv (default: OUT_DIR/{REPORT_NAME}); an existing "
-                        "file is replaced only with --overwrite, or with --resume when it is an earlier report")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                        help="no progress bar (default: shown when stderr is a terminal and tqdm is installed)")
+BATCH_ONLY = {"jobs": "--jobs", "resume": "--resume", "report": "--report", "progress": "--no-progress",
+              "verify": "--verify"}
+NOT_IN_BATCH = {"encrypt": {"key": "--key", "allow_key_reuse": "--allow-key-reuse"}, "decrypt": {"key": "--key"}}
+REQUIRED = {"encrypt": {"output": "-o OUT_DIR", "keys": "--keys KEY_DIR", "model": "--model M.onnx",
+                        "seed": "--seed SEED"},
+            "decrypt": {"keys": "--keys KEY_DIR"}}
 
 
-def encrypt_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dkg-encrypt --batch",
-        description="Encrypt every image under a folder: one fresh key per file, kept in a key store.",
-    )
-    parser.add_argument("--batch", required=True, metavar="IN_DIR", help="folder of plaintexts (searched recursively)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
-                        help="folder for the ciphertexts (same relative paths and extensions)")
-    parser.add_argument("--keys", required=True, metavar="KEY_DIR", help="key store folder (created if missing)")
-    parser.add_argument("--model", required=True, help="generator .onnx (dkg-export onnx)")
-    parser.add_argument("--seed", required=True, help="seed image for the keys (PNG/TIFF/DICOM)")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep outputs that exist and verify with their stored key (finish a killed batch)")
-    parser.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto", help="onnxruntime provider")
-    parser.add_argument("--cipher", choices=("xor", "hardened"), default="xor",
-                        help="xor: the paper's XOR + HMAC; hardened: HKDF + ChaCha20-Poly1305 (docs/hardened.md)")
-    _common(parser)
-    return parser
+def add_batch_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """The `--batch` group of dkg-encrypt / dkg-decrypt."""
+    group = parser.add_argument_group(
+        "whole folders (--batch; docs/batch.md)",
+        "one fresh key per file in the --keys store; every other file of a folder goes on when one fails"
+        if command == "encrypt" else "decrypt (or only --verify) every ciphertext under a folder")
+    what = "folder of plaintexts (searched recursively)" if command == "encrypt" else \
+        "folder of ciphertexts from dkg-encrypt --batch"
+    group.add_argument("--batch", metavar="IN_DIR" if command == "encrypt" else "OUT_DIR", help=what)
+    group.add_argument("--jobs", type=int, default=None, help="worker processes (default: 1)")
+    if command == "encrypt":
+        group.add_argument("--resume", action="store_true",
+                           help="keep outputs that exist and verify with their stored key (finish a killed batch)")
+    else:
+        group.add_argument("--verify", action="store_true", help="check every tag without writing any plaintext")
+    group.add_argument("--report", help=f"report file, .json or .csv (default: OUT_DIR/{REPORT_NAME}); an existing "
+                       "file is replaced only with --overwrite, or with --resume when it is an earlier report")
+    add_no_progress(group)
 
 
-def decrypt_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dkg-decrypt --batch",
-        description="Verify every ciphertext under a folder and decrypt it bit-exact (or only verify).",
-    )
-    parser.add_argument("--batch", required=True, metavar="OUT_DIR", help="folder of ciphertexts from dkg-encrypt --batch")
-    parser.add_argument("-o", "--output", metavar="BACK_DIR", help="folder for the decrypted files (not with --verify)")
-    parser.add_argument("--keys", required=True, metavar="KEY_DIR", help="the key store the batch used")
-    parser.add_argument("--verify", action="store_true", help="check every tag without writing any plaintext")
-    _common(parser)
-    return parser
+def check_arguments(command: str, args: argparse.Namespace) -> None:
+    """InputError for a command line that mixes single-file and batch options."""
+    if args.batch is None:
+        given = [flag for dest, flag in BATCH_ONLY.items() if getattr(args, dest, None) not in (None, False)]
+        if given:
+            raise InputError(f"{', '.join(given)} only with --batch DIR (a whole folder)")
+        return
+    if getattr(args, "image", None) or getattr(args, "ciphertext", None):
+        raise InputError("give one file or --batch DIR, not both")
+    given = [flag for dest, flag in NOT_IN_BATCH[command].items() if getattr(args, dest, None)]
+    if given:
+        raise InputError(f"{', '.join(given)} is for one file; a batch makes a fresh key per file in --keys")
+    missing = [flag for dest, flag in REQUIRED[command].items() if not getattr(args, dest, None)]
+    if command == "decrypt" and not args.verify and not args.output:
+        missing.append("-o BACK_DIR (or --verify)")
+    if missing:
+        raise InputError(f"--batch needs {', '.join(missing)}")
 
 
 def _print_outcome(prog: str, report: BatchReport, report_path) -> int:
@@ -93,7 +101,7 @@ def _progress(args) -> bool:
 
 def _encrypt(args) -> int:
     report = encrypt_folder(
-        args.batch, args.output, keys=args.keys, model=args.model, seed=args.seed, jobs=args.jobs,
+        args.batch, args.output, keys=args.keys, model=args.model, seed=args.seed, jobs=1 if args.jobs is None else args.jobs,
         resume=args.resume, overwrite=args.overwrite, report=args.report, provider=args.provider,
         cipher=args.cipher, progress=_progress(args), quiet=True,
     )
@@ -105,7 +113,7 @@ def _decrypt(args) -> int:
         print("dkg-decrypt: error: --verify writes nothing; leave out -o", file=sys.stderr)
         return 2
     report = decrypt_folder(
-        args.batch, args.output, keys=args.keys, verify_only=args.verify, jobs=args.jobs,
+        args.batch, args.output, keys=args.keys, verify_only=args.verify, jobs=1 if args.jobs is None else args.jobs,
         overwrite=args.overwrite, report=args.report, progress=_progress(args), quiet=True,
     )
     default = None if args.verify else f"{args.output}/{REPORT_NAME}"
@@ -127,20 +135,10 @@ def _stoppable(prog: str, action: Callable, args) -> int:
     return code
 
 
-def _main(prog: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None) -> int:
-    args = parser.parse_args(argv)
-    return run_cli(prog, lambda: _stoppable(prog, action, args))
+def run(prog: str, command: str, args: argparse.Namespace) -> int:
+    """Run a parsed dkg-encrypt / dkg-decrypt command line that has --batch."""
+    def action() -> int:
+        check_arguments(command, args)
+        return _stoppable(prog, _encrypt if command == "encrypt" else _decrypt, args)
 
-
-def encrypt_main(argv: list[str] | None = None) -> int:
-    return _main("dkg-encrypt", encrypt_parser(), _encrypt, argv)
-
-
-def decrypt_main(argv: list[str] | None = None) -> int:
-    return _main("dkg-decrypt", decrypt_parser(), _decrypt, argv)
-
-
-def wants_batch(argv: list[str] | None) -> bool:
-    """Whether a dkg-encrypt/dkg-decrypt command line asks for batch mode."""
-    arguments = sys.argv[1:] if argv is None else argv
-    return any(a == "--batch" or a.startswith("--batch=") for a in arguments)
+    return run_cli(prog, action)

@@ -3,7 +3,8 @@
     dkg-encrypt IMG --key KEY.png -o OUT.png
     dkg-encrypt IMG --model G.onnx --seed SEED --keys KEYDIR -o OUT.png   # fresh key per file
     dkg-decrypt OUT.png --key KEY.png -o BACK.png        (or --keys KEYDIR)
-    dkg-encrypt --batch IN_DIR ... / dkg-decrypt --batch ...   → batch_cli (whole folders)
+    dkg-encrypt --batch IN_DIR ... / dkg-decrypt --batch ...   (whole folders: batch_cli; the
+    options are in this parser's --help)
 
 `--cipher xor` (default, the paper's) or `--cipher hardened` (HKDF + ChaCha20-Poly1305,
 docs/hardened.md); decryption reads the cipher from the ciphertext's metadata.
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.errors import DkgError, InputError, run_cli
+from keras_dkg.options import add_cipher, add_output, add_overwrite, add_provider
+from keras_dkg.runtime import batch_cli
 from keras_dkg.runtime.cipher import (
-    KNOWN_CIPHERS,
     check_plaintext,
     decrypt_array,
     encrypt_array,
@@ -38,7 +40,6 @@ from keras_dkg.runtime.inputs import regular_file
 from keras_dkg.runtime.keys import load_key, record_path_for
 from keras_dkg.runtime.keystore import KeyStore, key_use
 from keras_dkg.runtime.outputs import OutputGuard
-from keras_dkg.runtime.providers import PROVIDER_CHOICES
 
 
 def _guard(args: argparse.Namespace, source: Path, what: str) -> OutputGuard:
@@ -68,39 +69,38 @@ def _naming(label: str, action: Callable, *args, **kwargs):
 
 
 def encrypt_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dkg-encrypt", description="Encrypt an image with a DeepKeyGen key: XOR + HMAC tag "
-                                     "(the paper's), or --cipher hardened (HKDF + ChaCha20-Poly1305).",
-                                     epilog="Whole folders: dkg-encrypt --batch IN_DIR -o OUT_DIR --keys KEY_DIR --model M.onnx "
-                                     "--seed SEED [--jobs N] [--resume] (dkg-encrypt --batch x --help; docs/batch.md).")
-    parser.add_argument("image", help="plaintext: PNG/TIFF 8/16-bit gray/RGB/RGBA, 24-bit BMP or DICOM, read exactly "
-                        "as stored; anything that would not decrypt to its stored samples is refused (docs/formats.md)")
-    parser.add_argument("-o", "--output", required=True, help="ciphertext file: .png or .tif (lossless only), .dcm for a DICOM plaintext, "
-                        ".nii/.nii.gz for a NIfTI volume")
-    parser.add_argument("--key", help="an existing key: KEY.png with its KEY.json record")
-    parser.add_argument("--model", help="generator .onnx: make a fresh key for this image (needs --seed, --keys)")
-    parser.add_argument("--seed", help="seed image for the fresh key")
-    parser.add_argument("--keys", help="key store folder where the fresh key is kept (created if missing)")
-    parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="onnxruntime provider (default: auto)")
-    parser.add_argument("--cipher", choices=KNOWN_CIPHERS, default="xor",
-                        help="xor: the paper's XOR + HMAC (one key per plaintext); hardened: HKDF-SHA-256 of "
-                             "the key image + ChaCha20-Poly1305, fresh nonce, key reuse allowed (docs/hardened.md)")
+    parser = argparse.ArgumentParser(prog="dkg-encrypt", description="Encrypt an image or volume with a DeepKeyGen key: "
+                                     "XOR + HMAC tag (the paper's), or --cipher hardened (HKDF + ChaCha20-Poly1305). "
+                                     "One file, or a whole folder with --batch.")
+    parser.add_argument("image", nargs="?", help="plaintext: PNG/TIFF 8/16-bit gray/RGB/RGBA, 24-bit BMP, DICOM or "
+                        "NIfTI (.nii/.nii.gz), read exactly as stored; anything that would not decrypt to its stored "
+                        "samples is refused (docs/formats.md). Not with --batch")
+    add_output(parser, "ciphertext file: .png or .tif (lossless only), .dcm for a DICOM plaintext, .nii/.nii.gz "
+               "for a NIfTI volume; with --batch the folder for the ciphertexts (same relative paths)")
+    key = parser.add_argument_group("the key: --key, or --model/--seed/--keys for a fresh one")
+    key.add_argument("--key", help="an existing key: KEY.png with its KEY.json record (one file only)")
+    key.add_argument("--model", help="generator .onnx: make a fresh key for each file (needs --seed, --keys)")
+    key.add_argument("--seed", help="seed image for the fresh keys (or VOLUME.nii[.gz][:SLICE])")
+    key.add_argument("--keys", help="key store folder where fresh keys are kept (created if missing)")
+    add_provider(key)
+    add_cipher(parser)
     parser.add_argument("--allow-key-reuse", action="store_true",
                         help="allow a key that already encrypted another image (xor; hardened does not need it)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_overwrite(parser)
+    batch_cli.add_batch_options(parser, "encrypt")
     return parser
 
 
 def decrypt_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dkg-decrypt", description="Verify and decrypt a dkg-encrypt ciphertext, bit-exact.",
-                                     epilog="Whole folders: dkg-decrypt --batch OUT_DIR -o BACK_DIR --keys KEY_DIR, or "
-                                     "--verify instead of -o to check every tag and write nothing "
-                                     "(dkg-decrypt --batch x --help; docs/batch.md).")
-    parser.add_argument("ciphertext", help="ciphertext file written by dkg-encrypt")
-    parser.add_argument("-o", "--output", required=True, help="decrypted file: .png or .tif; .dcm / .nii / .nii.gz for a DICOM / NIfTI ciphertext")
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--key", help="KEY.png with its KEY.json record")
-    group.add_argument("--keys", help="key store folder: the key is found by the ciphertext's key fingerprint")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser = argparse.ArgumentParser(prog="dkg-decrypt", description="Verify and decrypt a dkg-encrypt ciphertext, "
+                                     "bit-exact; one file, or a whole folder with --batch (or only --verify it).")
+    parser.add_argument("ciphertext", nargs="?", help="ciphertext file written by dkg-encrypt. Not with --batch")
+    add_output(parser, "decrypted file: .png or .tif; .dcm / .nii / .nii.gz for a DICOM / NIfTI ciphertext; with "
+               "--batch the folder for the decrypted files")
+    parser.add_argument("--key", help="KEY.png with its KEY.json record (one file only)")
+    parser.add_argument("--keys", help="key store folder: the key is found by the ciphertext's key fingerprint")
+    add_overwrite(parser)
+    batch_cli.add_batch_options(parser, "decrypt")
     return parser
 
 
@@ -165,24 +165,32 @@ def decrypt(args: argparse.Namespace) -> str:
     return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {meta.cipher}; tag verified)"
 
 
-def _main(prog: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None,
+def _main(prog: str, command: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None,
           interrupted: str) -> int:
+    """Parse; a --batch command line goes to batch_cli, one file to `action`."""
     args = parser.parse_args(argv)
-    return run_cli(prog, lambda: print(action(args)), interrupted=interrupted)
+    if args.batch is not None:
+        return batch_cli.run(prog, command, args)
+
+    def one_file() -> None:
+        batch_cli.check_arguments(command, args)  # batch-only flags without --batch
+        source = args.image if command == "encrypt" else args.ciphertext
+        if source is None:
+            raise InputError(f"give the {'plaintext' if command == 'encrypt' else 'ciphertext'} file "
+                             "(or --batch DIR for a whole folder)")
+        if args.output is None:
+            raise InputError("-o/--output is required")
+        if command == "decrypt" and bool(args.key) == bool(args.keys):
+            raise InputError("give one of --key KEY.png or --keys KEY_DIR")
+        print(action(args))
+
+    return run_cli(prog, one_file, interrupted=interrupted)
 
 
 def encrypt_main(argv: list[str] | None = None) -> int:
-    from keras_dkg.runtime import batch_cli  # `--batch IN_DIR`: whole folders (docs/batch.md)
-
-    if batch_cli.wants_batch(argv):
-        return batch_cli.encrypt_main(argv)
-    return _main("dkg-encrypt", encrypt_parser(), encrypt, argv,
+    return _main("dkg-encrypt", "encrypt", encrypt_parser(), encrypt, argv,
                  interrupted="interrupted; no ciphertext was written and the key is not marked used")
 
 
 def decrypt_main(argv: list[str] | None = None) -> int:
-    from keras_dkg.runtime import batch_cli  # `--batch OUT_DIR`: whole folders (docs/batch.md)
-
-    if batch_cli.wants_batch(argv):
-        return batch_cli.decrypt_main(argv)
-    return _main("dkg-decrypt", decrypt_parser(), decrypt, argv, interrupted="interrupted; no plaintext was written")
+    return _main("dkg-decrypt", "decrypt", decrypt_parser(), decrypt, argv, interrupted="interrupted; no plaintext was written")

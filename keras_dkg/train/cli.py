@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_dkg.common import quiet
 from keras_dkg.errors import run_cli
+from keras_dkg.options import add_output, add_random_seed
 from keras_dkg.train import recipes, runfolder
 from keras_dkg.train.config import BACKENDS, LOSS_KINDS, RECIPE_FIELDS, TrainConfig
 
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bce: the paper's log loss; lsgan: CycleGAN's" + _paper("loss"))
     train.add_argument("--residual-blocks", type=int, default=SUPPRESS,
                        help="generator residual blocks (Table XVI: 3/6/9/12)" + _paper("residual_blocks"))
-    train.add_argument("--seed", type=int, default=0, help="seeds weights and data order; a CPU run is repeatable")
+    add_random_seed(train, "seeds weights and data order; a CPU run is repeatable")
     train.add_argument("--jit-compile", action="store_true", help="compile the TensorFlow train step with XLA "
                        "(the JAX step is always compiled)")
     train.add_argument("--backend", choices=BACKENDS, default="tensorflow",
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="G term against an adversarial predictor of hidden key pixels (De Bernardi et al. "
                            "2018); 0 = off")
     run = parser.add_argument_group("run")
-    run.add_argument("--out", default="runs/dkg", help="run folder")
+    add_output(run, "run folder (default: runs/dkg)", dest="out", default="runs/dkg")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     run.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints and sample keys")
     run.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard scalars")

@@ -1,0 +1,49 @@
+"""Command-line options every tool spells the same way (one meaning per option name).
+
+* `-o/--output` (alias `--out`): where the command writes — a file or a folder.
+* `--seed`: a seed *image* (keygen, encrypt); random seeds are `--random-seed` (the old
+  `--seed N` of fit, dkg-domain, dkg-analyze and diagnose is still accepted).
+* `--provider`, `--cipher`: choices from the runtime's constants, never retyped.
+* `--overwrite`, `--no-progress`.
+
+Standard library only (any layer's CLI may use it; choices are imported where needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_output(parser, help: str, required: bool = False, dest: str = "output", **kwargs) -> argparse.Action:
+    """`-o/--output`, also accepted as `--out`."""
+    return parser.add_argument("-o", "--output", "--out", dest=dest, required=required, help=help, **kwargs)
+
+
+def add_random_seed(parser, help: str, type=int, default: int = 0) -> argparse.Action:
+    """`--random-seed N` (old spelling `--seed N` accepted)."""
+    return parser.add_argument("--random-seed", "--seed", dest="seed", type=type, default=default, metavar="N",
+                               help=help + " (old spelling: --seed)")
+
+
+def add_provider(parser) -> argparse.Action:
+    from keras_dkg.runtime.providers import PROVIDER_CHOICES
+
+    return parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
+                               help="onnxruntime provider (default: auto: CUDA when present)")
+
+
+def add_cipher(parser) -> argparse.Action:
+    from keras_dkg.runtime.cipher import KNOWN_CIPHERS
+
+    return parser.add_argument("--cipher", choices=KNOWN_CIPHERS, default="xor",
+                               help="xor: the paper's XOR, authenticated (HMAC); hardened: HKDF + ChaCha20-Poly1305 "
+                                    "(docs/hardened.md). Default: xor")
+
+
+def add_overwrite(parser) -> argparse.Action:
+    return parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_no_progress(parser) -> argparse.Action:
+    return parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                               help="no progress bar (default: shown when stderr is a terminal and tqdm is installed)")
