@@ -322,3 +322,21 @@ def test_cli_and_batch_with_fresh_keys(tmp_path, tiny_onnx_model, capsys):
     assert {f.status for f in again.files} == {"failed"}
     assert all("cipher 'hardened'" in f.reason for f in again.files)
     assert decrypt_folder(tmp_path / "out", None, keys=keys, verify_only=True).exit_code == 0
+
+
+def test_the_cipher_registry_loads_the_hardened_module_on_first_use():
+    """One registry (cipher.CIPHER_MODULES), no import cycle: cipher.py does not import hardened.py."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from keras_dkg.runtime import cipher\n"
+            "assert 'keras_dkg.runtime.hardened' not in sys.modules\n"
+            "assert cipher.KNOWN_CIPHERS == tuple(cipher.CIPHER_MODULES) == ('xor', 'hardened')\n"
+            "plain = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)\n"
+            "key = np.full((4, 4, 3), 7, np.uint8)\n"
+            "data, meta = cipher.encrypt_array(plain, key, cipher='hardened')\n"
+            "assert 'keras_dkg.runtime.hardened' in sys.modules\n"
+            "assert (cipher.decrypt_array(data, key, meta) == plain).all()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -195,8 +195,10 @@ def _xor_keystream(key: np.ndarray, nbytes: int, meta: CipherMetadata) -> np.nda
     return stream[:nbytes]
 
 
+#: The one cipher registry: name -> the module that registers it when imported (None: built in).
+CIPHER_MODULES: dict[str, str | None] = {"xor": None, "hardened": "keras_dkg.runtime.hardened"}
+KNOWN_CIPHERS = tuple(CIPHER_MODULES)
 KEYSTREAMS: dict[str, Keystream | AeadCipher] = {"xor": _xor_keystream}
-KNOWN_CIPHERS = ("xor", "hardened")
 
 
 def register_keystream(name: str, keystream: Keystream | AeadCipher) -> None:
@@ -205,6 +207,12 @@ def register_keystream(name: str, keystream: Keystream | AeadCipher) -> None:
 
 
 def _keystream_for(cipher: str) -> Keystream | AeadCipher:
+    """The implementation of `cipher`, its module imported on first use (hardened needs `cryptography`
+    only when it runs, not on import)."""
+    if cipher not in KEYSTREAMS and CIPHER_MODULES.get(cipher):
+        import importlib
+
+        importlib.import_module(CIPHER_MODULES[cipher])
     if cipher in KEYSTREAMS:
         return KEYSTREAMS[cipher]
     if cipher in KNOWN_CIPHERS:
@@ -340,6 +348,3 @@ def decrypt_array(
         )
     return _from_raw_bytes(xor_bytes(data, stream), meta.dtype, meta.shape)
 
-
-# The hardened cipher registers itself (it imports `cryptography` only when used).
-from keras_dkg.runtime import hardened as _hardened  # noqa: E402, F401

@@ -19,7 +19,7 @@ HMAC is computed (it would be keyed by the same key image and add nothing).
 
 `cryptography` is imported on first use; without it the mode fails with a DkgError
 naming `pip install 'keras-dkg[hardened]'`. The mode registers itself with
-`keras_dkg.runtime.cipher` (which imports this module), through `register_keystream`.
+`keras_dkg.runtime.cipher` through `register_keystream` when cipher's registry (CIPHER_MODULES) first needs it.
 """
 
 from __future__ import annotations
