@@ -32,7 +32,8 @@ def _modules(package: str) -> list[str]:
 
 
 def test_runtime_and_analysis_import_without_tensorflow():
-    names = _modules("keras_dkg.runtime") + _modules("keras_dkg.analysis") + ["keras_dkg.common", "keras_dkg.embedded", "keras_dkg.errors"]
+    names = _modules("keras_dkg.runtime") + _modules("keras_dkg.analysis") + ["keras_dkg.common", "keras_dkg.embedded", "keras_dkg.errors",
+                                                                                 "keras_dkg.cli", "keras_dkg.options"]
     result = subprocess.run([sys.executable, "-c", f"NAMES = {names!r}\n" + BLOCKER],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

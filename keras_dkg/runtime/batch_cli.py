@@ -58,8 +58,10 @@ def add_batch_options(parser: argparse.ArgumentParser, command: str) -> None:
                            help="keep outputs that exist and verify with their stored key (finish a killed batch)")
     else:
         group.add_argument("--verify", action="store_true", help="check every tag without writing any plaintext")
+    replaced = "with --overwrite, or with --resume when it is an earlier report" if command == "encrypt" else \
+        "with --overwrite"
     group.add_argument("--report", help=f"report file, .json or .csv (default: OUT_DIR/{REPORT_NAME}); an existing "
-                       "file is replaced only with --overwrite, or with --resume when it is an earlier report")
+                       f"file is replaced only {replaced}")
     add_no_progress(group)
 
 
