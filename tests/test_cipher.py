@@ -101,10 +101,35 @@ def test_16_bit_xor_is_on_little_endian_bytes():
     assert ciphertext.tolist() == [[0x01FD, 0x5FB0]]
 
 
-def test_cv2_and_numpy_xor_agree():
+def test_xor_bytes_allocating_and_in_place_agree():
     a = RNG.integers(0, 256, 10_001, dtype=np.uint8)
     b = RNG.integers(0, 256, 10_001, dtype=np.uint8)
-    assert np.array_equal(xor_bytes(a, b), np.bitwise_xor(a, b))
+    expected = np.array([x ^ y for x, y in zip(a.tolist(), b.tolist(), strict=True)], np.uint8)
+    fresh = xor_bytes(a, b)
+    assert np.array_equal(fresh, expected) and not np.shares_memory(fresh, a)
+    inside = a.copy()
+    assert xor_bytes(inside, b, out=inside) is inside and np.array_equal(inside, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.sampled_from([(3, 5), (4, 6, 3), (2, 2, 4), (7, 1)]),
+       dtype=st.sampled_from(["uint8", "uint16", "int16", "uint32", "int32"]),
+       big_endian=st.booleans(), in_place=st.booleans(), seed=st.integers(0, 2**16))
+def test_decrypt_in_place_equals_the_allocating_decrypt(shape, dtype, big_endian, in_place, seed):
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    plain = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    if big_endian:  # a copy inside _raw_bytes: reused without the flag
+        plain = plain.astype(plain.dtype.newbyteorder(">"))
+    key = rng.integers(0, 256, (*key_size_for(plain.shape, plain.dtype), 3), dtype=np.uint8)
+    ciphertext, meta = encrypt_array(plain, key)
+    kept = ciphertext.copy()
+    reference = decrypt_array(ciphertext, key, meta)
+    assert np.array_equal(ciphertext, kept), "without in_place the ciphertext is untouched"
+    result = decrypt_array(ciphertext, key, meta, in_place=in_place)
+    assert np.array_equal(result, reference) and np.array_equal(result, plain.astype(plain.dtype.newbyteorder("=")))
+    if not in_place:
+        assert np.array_equal(ciphertext, kept)
 
 
 def test_fingerprint_is_sha256_of_raw_bytes():

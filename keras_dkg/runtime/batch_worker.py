@@ -240,7 +240,7 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
             result.key_file = store.find(meta.key_fingerprint)["key_file"]
             timing["keystore"] += time.perf_counter() - start
             start = time.perf_counter()
-            plain = decrypt_array(ciphertext, key.pixels, meta, context=context)
+            plain = decrypt_array(ciphertext, key.pixels, meta, context=context, in_place=True)  # ours, used once
             timing["xor"] += time.perf_counter() - start
             result.bytes, result.shape, result.dtype = int(plain.nbytes), list(plain.shape), plain.dtype.name
             if target is None:

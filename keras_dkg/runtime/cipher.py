@@ -28,7 +28,6 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from keras_dkg.common import short_error
@@ -238,12 +237,13 @@ def _from_raw_bytes(data: np.ndarray, dtype: str, shape: list[int]) -> np.ndarra
     return data.view(native.newbyteorder("<")).reshape(shape).astype(native, copy=False)
 
 
-def xor_bytes(data: np.ndarray, stream: np.ndarray) -> np.ndarray:
-    """XOR two equal-length flat uint8 arrays with OpenCV (numpy if OpenCV refuses them)."""
-    try:
-        return cv2.bitwise_xor(data, stream).reshape(-1)
-    except cv2.error:  # e.g. more elements than an OpenCV Mat can index
-        return np.bitwise_xor(data, stream)
+def xor_bytes(data: np.ndarray, stream: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """XOR two equal-length flat uint8 arrays into `out` (`data` itself: in place; None: a new array).
+
+    numpy's ufunc with `out=` runs near memory speed (tools/bench_keygen.py); the old cv2
+    call allocated its result on every call and ran at a third of that.
+    """
+    return np.bitwise_xor(data, stream, out=np.empty_like(data) if out is None else out)
 
 
 def _hkdf_sha256(key_material: bytes, info: bytes, length: int = 32) -> bytes:
@@ -305,18 +305,21 @@ def _encrypt_with(impl, plain, key, *, cipher: str, nonce, context: bytes, extra
     if is_aead(impl):
         encrypted = impl.seal(key, data, meta, bytes(context))
     else:
-        encrypted = xor_bytes(data, impl(key, data.size, meta))
+        owned = not np.shares_memory(data, plain)  # _raw_bytes made a copy: XOR into it, no second array
+        encrypted = xor_bytes(data, impl(key, data.size, meta), out=data if owned else None)
         meta.tag = compute_tag(key, meta, context, encrypted)
     return _from_raw_bytes(encrypted, meta.dtype, meta.shape), meta
 
 
 def decrypt_array(
-    ciphertext: np.ndarray, key: np.ndarray, meta: CipherMetadata, *, context: bytes = b""
+    ciphertext: np.ndarray, key: np.ndarray, meta: CipherMetadata, *, context: bytes = b"", in_place: bool = False
 ) -> np.ndarray:
     """Verify and decrypt; the result is bit-exact the plaintext (same dtype and shape).
 
-    Raises KeyMaterialError for a wrong or too-small key and IntegrityError when the
-    ciphertext, its metadata or the context was altered.
+    `in_place=True` lets the XOR overwrite `ciphertext` with the plaintext (one allocation
+    less, for callers that own the array and are done with it). Raises KeyMaterialError for
+    a wrong or too-small key and IntegrityError when the ciphertext, its metadata or the
+    context was altered; nothing is overwritten then (the tag is checked first).
     """
     if meta.cipher not in KNOWN_CIPHERS:
         raise IntegrityError(f"ciphertext metadata names an unknown cipher {meta.cipher!r} (altered?)")
@@ -346,5 +349,7 @@ def decrypt_array(
             "authentication failed: the ciphertext pixels, its metadata or its container "
             "were altered (tag mismatch); nothing was decrypted"
         )
-    return _from_raw_bytes(xor_bytes(data, stream), meta.dtype, meta.shape)
+    owned = not np.shares_memory(data, array)  # _raw_bytes copied it (byte order, layout): ours to reuse
+    out = data if owned or (in_place and array.flags.writeable) else None
+    return _from_raw_bytes(xor_bytes(data, stream, out=out), meta.dtype, meta.shape)
 

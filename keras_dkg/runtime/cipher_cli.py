@@ -160,7 +160,7 @@ def decrypt(args: argparse.Namespace) -> str:
     key = load_key(args.key) if args.key else KeyStore(args.keys).load(meta.key_fingerprint)
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
     plain = _naming(f"{source} with key {key_label}", decrypt_array, handle.array, key.pixels, meta,
-                    context=handle.context)
+                    context=handle.context, in_place=True)  # the handle's array is ours, read for this
     handle.write_plaintext(output, plain, overwrite=args.overwrite)
     return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {meta.cipher}; tag verified)"
 
