@@ -49,6 +49,8 @@ def test_batch_options_are_in_the_help(parser, flags):
     (decrypt_main, ["c.png", "-o", "b.png", "--key", "k.png", "--verify"], "--verify only with --batch DIR"),
     (decrypt_main, ["c.png", "-o", "b.png"], "give one of --key KEY.png or --keys KEY_DIR"),
     (decrypt_main, ["--batch", "enc", "--keys", "ks"], "--batch needs -o BACK_DIR (or --verify)"),
+    (decrypt_main, ["--batch", "enc", "--keys", "ks", "--verify", "-o", "back"],
+     "dkg-decrypt: error: --verify writes nothing; leave out -o"),
     (encrypt_main, ["-o", "b.png", "--key", "k.png"], "give the plaintext file (or --batch DIR for a whole folder)"),
 ])
 def test_mixed_single_file_and_batch_options_are_one_line_errors(tmp_path, monkeypatch, capsys, main, argv, message):

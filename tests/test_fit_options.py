@@ -22,7 +22,7 @@ from keras_dkg.train.data import ImageFolder, augment_image, augment_parameters,
 from keras_dkg.train.losses import Stabilizers
 from keras_dkg.train.model import DeepKeyGen
 from keras_dkg.train.networks import SpectralConv2D, build_discriminator
-from keras_dkg.train.step_tf import _noisy, r1_penalty
+from keras_dkg.train.step_tf import r1_penalty
 
 REFERENCE = Path(__file__).parent / "data" / "fit_default_3steps_32px.npz"
 TINY = ["--image-size", "32", "--residual-blocks", "1", "--no-progress"]
@@ -180,13 +180,13 @@ def test_instance_noise_changes_ds_input_and_anneals_to_zero():
     dkg = DeepKeyGen(num_residual_blocks=1)
     dkg.compile(stabilizers=aids)
     images = tf.zeros((1, 8, 8, 3))
-    early = _noisy(dkg, images, tf.constant(0, tf.int64), 0).numpy()
+    early = dkg.noisy(images, tf.constant(0, tf.int64), 0).numpy()
     assert early.std() == pytest.approx(0.5, rel=0.3)
-    np.testing.assert_array_equal(early, _noisy(dkg, images, tf.constant(0, tf.int64), 0).numpy())
-    assert not np.array_equal(early, _noisy(dkg, images, tf.constant(0, tf.int64), 1).numpy()), "real ≠ fake noise"
-    np.testing.assert_array_equal(_noisy(dkg, images, tf.constant(10, tf.int64), 0).numpy(), images.numpy())
+    np.testing.assert_array_equal(early, dkg.noisy(images, tf.constant(0, tf.int64), 0).numpy())
+    assert not np.array_equal(early, dkg.noisy(images, tf.constant(0, tf.int64), 1).numpy()), "real ≠ fake noise"
+    np.testing.assert_array_equal(dkg.noisy(images, tf.constant(10, tf.int64), 0).numpy(), images.numpy())
     dkg.compile()  # off: D's input is the image itself
-    assert _noisy(dkg, images, tf.constant(0, tf.int64), 0) is images
+    assert dkg.noisy(images, tf.constant(0, tf.int64), 0) is images
 
 
 def test_domain_gray_and_augment():

@@ -77,6 +77,8 @@ def check_arguments(command: str, args: argparse.Namespace) -> None:
     given = [flag for dest, flag in NOT_IN_BATCH[command].items() if getattr(args, dest, None)]
     if given:
         raise InputError(f"{', '.join(given)} is for one file; a batch makes a fresh key per file in --keys")
+    if command == "decrypt" and args.verify and args.output:
+        raise InputError("--verify writes nothing; leave out -o")
     missing = [flag for dest, flag in REQUIRED[command].items() if not getattr(args, dest, None)]
     if command == "decrypt" and not args.verify and not args.output:
         missing.append("-o BACK_DIR (or --verify)")
@@ -111,9 +113,6 @@ def _encrypt(args) -> int:
 
 
 def _decrypt(args) -> int:
-    if args.verify and args.output:
-        print("dkg-decrypt: error: --verify writes nothing; leave out -o", file=sys.stderr)
-        return 2
     report = decrypt_folder(
         args.batch, args.output, keys=args.keys, verify_only=args.verify, jobs=1 if args.jobs is None else args.jobs,
         overwrite=args.overwrite, report=args.report, progress=_progress(args), quiet=True,

@@ -35,7 +35,7 @@ from keras_dkg.runtime.cipher import (
     plaintext_digest,
 )
 from keras_dkg.runtime.containers import check_storable
-from keras_dkg.runtime.formats import check_output, format_of, open_ciphertext, open_plaintext
+from keras_dkg.runtime.formats import check_output, open_ciphertext, open_plaintext
 from keras_dkg.runtime.inputs import regular_file
 from keras_dkg.runtime.keys import load_key, record_path_for
 from keras_dkg.runtime.keystore import KeyStore, key_use
@@ -52,12 +52,13 @@ def _guard(args: argparse.Namespace, source: Path, what: str) -> OutputGuard:
                        outside={"key store folder": (keys, "write outputs outside it")})
 
 
-def _check_paths(args: argparse.Namespace, source: Path, output: Path, what: str) -> None:
-    """Fail before any work: the input is not a regular file, or the output breaks the output rule."""
+def _check_paths(args: argparse.Namespace, source: Path, output: Path, what: str) -> str:
+    """Fail before any work: the input is not a regular file, or the output breaks the output rule;
+    return the format the output will be written in (runtime.formats)."""
     regular_file(source, what)
     written = "ciphertext" if what == "plaintext" else "plaintext"
     _guard(args, source, what).check_file(output, written)
-    check_output(source, output, written)
+    return check_output(source, output, written)
 
 
 def _naming(label: str, action: Callable, *args, **kwargs):
@@ -113,14 +114,14 @@ def encrypt(args: argparse.Namespace) -> str:
         raise InputError("give either --key KEY.png or --model M.onnx --seed SEED --keys DIR")
     if args.model and not (args.seed and args.keys):
         raise InputError("--model needs --seed (the seed image) and --keys (where the fresh key is stored)")
-    _check_paths(args, source, output, "plaintext")
+    output_format = _check_paths(args, source, output, "plaintext")
     if args.cipher == "hardened":
         from keras_dkg.runtime.hardened import require_cryptography
 
         require_cryptography()  # before a key is made and stored
     handle = open_plaintext(source, output)  # read once: pixels, context and how to write the ciphertext
     plain = _naming(str(source), check_plaintext, handle.array)
-    if format_of(output) == "raster":
+    if output_format == "raster":
         check_storable(output, plain)  # PNG/TIFF, before a key is made: a refusal costs no key
     plain_sha256 = plaintext_digest(plain)
     if args.key:
@@ -152,10 +153,10 @@ def encrypt(args: argparse.Namespace) -> str:
 
 def decrypt(args: argparse.Namespace) -> str:
     source, output = Path(args.ciphertext), Path(args.output)
-    _check_paths(args, source, output, "ciphertext")
+    output_format = _check_paths(args, source, output, "ciphertext")
     handle = open_ciphertext(source)
     meta = handle.meta
-    if check_output(source, output, "plaintext") == "raster":
+    if output_format == "raster":
         check_storable(output, np.empty([1, 1, *meta.shape[2:]], dtype=meta.dtype))
     key = load_key(args.key) if args.key else KeyStore(args.keys).load(meta.key_fingerprint)
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"

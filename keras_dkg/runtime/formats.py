@@ -118,12 +118,13 @@ def open_plaintext_checked(path: str | os.PathLike) -> PlaintextFile:
     from keras_dkg.errors import DkgError
     from keras_dkg.runtime.cipher import check_plaintext
 
-    raster = format_of(path) == "raster"
+    kind = format_of(path)
+    raster = kind == "raster"
     if raster:
         from keras_dkg.runtime.containers import check_storable, container_for
 
         container_for(path)  # the output keeps the suffix: lossy and unknown ones are refused first
-    plain = open_plaintext(path)
+    plain = _module(kind).open_plaintext(Path(path))
     try:
         check_plaintext(plain.array)
     except DkgError as exc:

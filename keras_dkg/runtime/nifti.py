@@ -88,23 +88,28 @@ class Layout:
 
 def read_bytes(path: Path, what: str) -> bytes:
     """The uncompressed bytes of a `.nii` / `.nii.gz` (bounded, damaged gzip refused)."""
+    return read_file(path, what)[1]
+
+
+def read_file(path: Path, what: str) -> tuple[bytes, bytes]:
+    """(the file's bytes as stored, uncompressed), from one bounded read."""
     label = str(path)
     lower = path.name.lower()
     if lower.endswith(PAIR_SUFFIXES):
         raise InputError(f"{label}: NIfTI pairs (.hdr/.img) are not supported; convert the pair to one .nii "
                          "(e.g. nibabel.save(nibabel.load(hdr), 'x.nii')) and encrypt that")
-    data = read_bounded(path, MAX_IMAGE_BYTES, what)
+    raw = data = read_bounded(path, MAX_IMAGE_BYTES, what)
     if not data:
         raise InputError(f"{label}: file is empty (0 bytes)")
     if lower.endswith(".gz") or data[:2] == b"\x1f\x8b":
         try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
                 data = stream.read(MAX_IMAGE_BYTES + 1)
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{label}: damaged or truncated gzip ({exc})") from exc
         if len(data) > MAX_IMAGE_BYTES:
             raise InputError(f"{label}: uncompressed volume is over {MAX_IMAGE_BYTES} bytes")
-    return data
+    return raw, data
 
 
 def _version(data: bytes, label: str) -> tuple[int, str]:
@@ -312,20 +317,19 @@ MIN_FOREGROUND = 0.10
 WINDOW_PERCENTILES = (0.5, 99.5)
 
 
-def _volume_array(path: Path) -> np.ndarray:
-    """The scaled voxel values (what a viewer shows), spatial axes first, time last."""
+def _volume_array(path: Path, what: str = "volume") -> tuple[np.ndarray, bytes]:
+    """The scaled voxel values (what a viewer shows), spatial axes first, time last, and the file's bytes."""
     nibabel = _nibabel()
-    data = read_bytes(path, "volume")
-    parse(data, str(path))  # the same checks as for encryption, so errors read the same
+    raw, data = read_file(path, what)
+    layout = parse(data, str(path))  # the same checks as for encryption, so errors read the same
+    image_class = nibabel.Nifti1Image if layout.version == 1 else nibabel.Nifti2Image
     try:
-        image = nibabel.Nifti1Image.from_bytes(data) if data[344:348] == b"n+1\0" else \
-            nibabel.Nifti2Image.from_bytes(data)
-        values = np.asarray(image.dataobj, dtype=np.float64)
+        values = np.asarray(image_class.from_bytes(data).dataobj, dtype=np.float64)
     except Exception as exc:  # nibabel's own error types
         raise InputError(f"{path}: cannot read the volume's voxels ({short_error(exc)})") from exc
     if values.ndim < 3:
         values = values.reshape(*values.shape, *([1] * (3 - values.ndim)))
-    return values.reshape(*values.shape[:3], -1)  # x, y, z, volumes
+    return values.reshape(*values.shape[:3], -1), raw  # x, y, z, volumes
 
 
 def _window(values: np.ndarray) -> tuple[float, float]:
@@ -347,7 +351,7 @@ def training_slices(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     per volume at WINDOW_PERCENTILES to the uint16 range.
     """
     source = Path(path)
-    values = _volume_array(source)
+    values, _ = _volume_array(source)
     low, high = _window(values)
     floor = values.min()
     slices = []
@@ -375,14 +379,13 @@ def seed_slice(path: Path, index: int | None) -> tuple[np.ndarray, bytes, str]:
     """A volume's axial slice as a seed: (uint16 image, the bytes its digest is of, a label).
 
     The default slice is the middle one of the first volume; the window is the volume's.
-    The digest covers the file and the slice number, so two slices are two seeds.
+    The digest covers the file (the bytes the slice was decoded from) and the slice number,
+    so two slices are two seeds.
     """
-    values = _volume_array(path)
+    values, raw = _volume_array(path, "seed")
     depth = values.shape[2]
     index = depth // 2 if index is None else index
     if not 0 <= index < depth:
         raise InputError(f"{path}: slice {index} is outside the volume's {depth} axial slices (0-{depth - 1})")
     low, high = _window(values)
-    return (_to_image(values[:, :, index, 0], low, high),
-            read_bounded(path, MAX_IMAGE_BYTES, "seed") + f"\0slice={index}".encode(),
-            f"{path.name}:{index}")
+    return _to_image(values[:, :, index, 0], low, high), raw + f"\0slice={index}".encode(), f"{path.name}:{index}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_dkg.train import losses
+from keras_dkg.train import losses, streams
 from keras_dkg.train.networks import build_discriminator, build_generator, build_predictor
 
 LEARNING_RATE = 2e-4
@@ -116,6 +116,33 @@ class DeepKeyGen(keras.Model):
         self.d_optimizer.build(self.discriminator.trainable_variables)
         if self.predictor is not None:
             self.p_optimizer.build(self.predictor.trainable_variables)
+
+    # ---- the step's random inputs, shared by step_tf and step_jax (streams: stateless, per backend)
+
+    def noisy(self, images, step, purpose: int):
+        """D's input with this step's instance noise (`images` itself when the noise is off)."""
+        aids = self.stabilizers
+        if not aids.instance_noise:
+            return images
+        draws = streams.normal(keras.ops.shape(images), streams.key(aids.seed, step, purpose))
+        return losses.add_noise(images, aids.noise_sigma(step), draws)
+
+    def generator_inputs(self, source, step):
+        """The seeds G runs on: the batch, and with the sensitivity term its two neighbours after it."""
+        goals = self.objectives
+        if not goals.sensitivity_weight:
+            return source
+        shape = keras.ops.shape(source)
+        pixel = streams.uniform((shape[0], 3), streams.key(goals.seed, step, streams.PIXEL))
+        nonce = streams.uniform(shape, streams.key(goals.seed, step, streams.NONCE))
+        return keras.ops.concatenate([source, losses.one_pixel_change(source, pixel),
+                                      losses.nonce_perturbation(source, nonce)], 0)
+
+    def predictor_mask(self, keys, step):
+        """Which key pixels P must guess this step (losses.hidden_mask)."""
+        shape = keras.ops.shape(keys)
+        draws = streams.uniform((shape[0], shape[1], shape[2], 1), streams.key(self.objectives.seed, step, streams.MASK))
+        return losses.hidden_mask(draws)
 
     def train_step(self, data):
         """The TensorFlow step (`model.fit`); under JAX the loop uses step_jax instead."""

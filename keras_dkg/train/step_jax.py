@@ -65,12 +65,7 @@ def make_step(model, augment: bool):
     gan, aids, goals = model.gan_loss, model.stabilizers, model.objectives
     reuse = model.reuse_generator_pass
 
-    def noisy(images, step, purpose):
-        if not aids.instance_noise:
-            return images
-        draws = streams.normal(images.shape, streams.key(aids.seed, step, purpose))
-        return losses.add_noise(images, aids.noise_sigma(step), draws)
-
+    noisy = model.noisy
     def run_generator(g_vars, g_nt, images):
         return generator.stateless_call(g_vars, g_nt, images, training=True)
 
@@ -108,20 +103,12 @@ def make_step(model, augment: bool):
         total = losses.weighted_total(goals, adversarial, terms)
         return jnp.mean(total), ({"g_loss": adversarial, **terms}, d_nt, p_nt)
 
-    def generator_inputs(source, step):
-        if not goals.sensitivity_weight:
-            return source
-        pixel = streams.uniform((source.shape[0], 3), streams.key(goals.seed, step, streams.PIXEL))
-        nonce = streams.uniform(source.shape, streams.key(goals.seed, step, streams.NONCE))
-        return jnp.concatenate([source, losses.one_pixel_change(source, pixel),
-                                losses.nonce_perturbation(source, nonce)], 0)
-
     def step_fn(state, source_pixels, domain_pixels, source_idx, domain_idx, params, step):
         state = dict(state)
         source = batch_from(source_pixels, source_idx)
         target = batch_from(domain_pixels, domain_idx, params if augment else None)
         batch = source.shape[0]
-        inputs = generator_inputs(source, step)
+        inputs = model.generator_inputs(source, step)
         if reuse:
             keys, pull_back, g_nt = jax.vjp(lambda v: run_generator(v, state["g_nt"], inputs), state["g"],
                                             has_aux=True)
@@ -140,9 +127,7 @@ def make_step(model, augment: bool):
         state["d"], state["d_opt"] = model.d_optimizer.stateless_apply(state["d_opt"], d_grads, state["d"])
         mask = p_vars = p_nt = None
         if predictor is not None:
-            shape = generated.shape
-            mask = losses.hidden_mask(streams.uniform((shape[0], shape[1], shape[2], 1),
-                                                      streams.key(goals.seed, step, streams.MASK)))
+            mask = model.predictor_mask(generated, step)
             (_, (values["p_error"], p_nt)), p_grads = jax.value_and_grad(p_loss, has_aux=True)(
                 state["p"], state["p_nt"], generated, mask)
             p_vars, state["p_opt"] = model.p_optimizer.stateless_apply(state["p_opt"], p_grads, state["p"])

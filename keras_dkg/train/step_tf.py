@@ -14,25 +14,6 @@ import tensorflow as tf
 from keras_dkg.train import losses, streams
 
 
-def _noisy(model, images, step, purpose: int):
-    """D's input with this step's instance noise (unchanged when the noise is off)."""
-    aids = model.stabilizers
-    if not aids.instance_noise:
-        return images
-    draws = streams.normal(tf.shape(images), streams.key(aids.seed, step, purpose))
-    return losses.add_noise(images, aids.noise_sigma(step), draws)
-
-
-def generator_inputs(model, source, step):
-    """The seeds G runs on: the batch, and with the sensitivity term its two neighbours."""
-    goals = model.objectives
-    if not goals.sensitivity_weight:
-        return source
-    pixel = streams.uniform([tf.shape(source)[0], 3], streams.key(goals.seed, step, streams.PIXEL))
-    nonce = streams.uniform(tf.shape(source), streams.key(goals.seed, step, streams.NONCE))
-    return tf.concat([source, losses.one_pixel_change(source, pixel), losses.nonce_perturbation(source, nonce)], 0)
-
-
 def _pool(model, fakes, step):
     """The image pool's batch for D, its variables updated."""
     pool = model.pool
@@ -59,13 +40,13 @@ def _update_discriminator(model, generated, target, step) -> dict:
     """Eq. (3) (+ R1) on `generated` (no gradient to G), applied to D; the per-example values."""
     aids = model.stabilizers
     fakes = generated if model.pool is None else _pool(model, generated, step)
-    real = _noisy(model, target, step, streams.NOISE_REAL)
+    real = model.noisy(target, step, streams.NOISE_REAL)
     with tf.GradientTape() as d_tape:
         if aids.r1_gamma:
             r1, real_logits = r1_penalty(model.discriminator, real)
         else:
             real_logits = model.discriminator(real, training=True)
-        fake_logits = model.discriminator(_noisy(model, fakes, step, streams.NOISE_FAKE), training=True)
+        fake_logits = model.discriminator(model.noisy(fakes, step, streams.NOISE_FAKE), training=True)
         d_per_example = model.gan_loss.discriminator(real_logits, fake_logits)
         if aids.r1_gamma:
             d_per_example = d_per_example + 0.5 * aids.r1_gamma * r1
@@ -80,9 +61,7 @@ def _update_discriminator(model, generated, target, step) -> dict:
 
 def _update_predictor(model, generated, step):
     """P's update on this step's (pre-update) keys; returns the mask and P's per-example error."""
-    shape = tf.shape(generated)
-    mask = losses.hidden_mask(streams.uniform([shape[0], shape[1], shape[2], 1],
-                                              streams.key(model.objectives.seed, step, streams.MASK)))
+    mask = model.predictor_mask(generated, step)
     with tf.GradientTape() as p_tape:
         guesses = model.predictor(losses.predictor_inputs(generated, mask), training=True)
         p_error = losses.predictor_error(guesses, generated, mask)
@@ -100,7 +79,7 @@ def train_step(model, data) -> dict:
     # a static batch size: slicing G's output at a tensor-valued size makes Grappler's remapper fail
     # on the gradient graph (it logs an error on every run); per-replica batches are static here
     batch = source.shape[0] if source.shape[0] is not None else tf.shape(source)[0]
-    inputs = generator_inputs(model, source, step)
+    inputs = model.generator_inputs(source, step)
     values: dict = {}
     with tf.GradientTape() as g_tape:
         if model.reuse_generator_pass:
@@ -116,7 +95,7 @@ def train_step(model, data) -> dict:
         if not model.reuse_generator_pass:
             keys = model.generator(inputs, training=True)
         fake = keys[:batch]
-        adversarial = model.gan_loss.generator(model.discriminator(_noisy(model, fake, step, streams.NOISE_G),
+        adversarial = model.gan_loss.generator(model.discriminator(model.noisy(fake, step, streams.NOISE_G),
                                                                    training=True))
         guesses = None
         if model.predictor is not None:
