@@ -23,6 +23,7 @@ COMMANDS = {
     "keygen": ("keras_dkg.runtime.keygen_cli:main", "make a key image from a seed with onnxruntime (dkg-keygen)"),
     "encrypt": ("keras_dkg.runtime.cipher_cli:encrypt_main", "encrypt a file or, with --batch, a folder (dkg-encrypt)"),
     "decrypt": ("keras_dkg.runtime.cipher_cli:decrypt_main", "verify and decrypt a file or a folder (dkg-decrypt)"),
+    "keys": ("keras_dkg.runtime.keys_cli:main", "key custody: protected stores, rotate, verify, audit (dkg-keys)"),
     "analyze": ("keras_dkg.analysis.cli:main", "key and cipher statistics, NIST SP 800-22, attacks (dkg-analyze)"),
     "domain": ("keras_dkg.domains:main", "build a chaotic transformation domain (dkg-domain)"),
     "diagnose": ("keras_dkg.diagnose.cli:main", "why a run's keys are (not) key-like (python -m keras_dkg.diagnose)"),

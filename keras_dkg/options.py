@@ -47,3 +47,10 @@ def add_overwrite(parser) -> argparse.Action:
 def add_no_progress(parser) -> argparse.Action:
     return parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                                help="no progress bar (default: shown when stderr is a terminal and tqdm is installed)")
+
+
+def add_store_key_file(parser, dest: str = "key_file", flag: str = "--key-file", what: str = "key store") -> argparse.Action:
+    """`--key-file F`: a protected key store's 32-byte master key file, instead of its passphrase."""
+    return parser.add_argument(flag, dest=dest, metavar="F",
+                               help=f"the protected {what}'s 32-byte master key file, instead of a passphrase "
+                                    "(DKG_KEYSTORE_PASSPHRASE, else a prompt; docs/keys.md, Custody)")

@@ -872,7 +872,7 @@ def _(env):
 @case("batch-all-files-bad", "dkg-encrypt", "--batch folder whose only image is a text file named .png", 1,
       r"^dkg-encrypt: failed: a\.png: in/a\.png: not a readable image",
       "no ciphertext; only the report OUT/dkg-report.json and the (empty) key store",
-      allowed_new=("out", "out/dkg-report.json", "ks", "ks/keys", "ks/index.jsonl", "ks/.lock"))
+      allowed_new=("out", "out/dkg-report.json", "ks", "ks/keys", "ks/index.jsonl", "ks/.lock", "ks/audit.jsonl"))
 def _(env):
     env.write("in/a.png", b"text")
     return batch_argv(env)

@@ -26,7 +26,7 @@ from keras_dkg.runtime.keystore import KeyStore
 MATRIX = Matrix()
 CASES = MATRIX.cases
 case = MATRIX.case
-KEY_STORE_FILES = ("ks", "ks/keys", "ks/index.jsonl", "ks/.lock", "ks/keys/*")
+KEY_STORE_FILES = ("ks", "ks/keys", "ks/index.jsonl", "ks/.lock", "ks/audit.jsonl", "ks/keys/*")
 SEED = DICOM_FILES / "CT_small.dcm"
 
 

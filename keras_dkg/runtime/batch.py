@@ -278,6 +278,7 @@ def encrypt_folder(
     chunk: int = DEFAULT_CHUNK,
     progress: bool = False,
     quiet: bool = False,
+    credentials=None,
 ) -> BatchReport:
     """Encrypt every image under `in_dir` into `out_dir` (see the module docstring).
 
@@ -305,15 +306,17 @@ def encrypt_folder(
     generator = KeyGenerator(model, provider=provider, batch_size=chunk)
     make_folder(out_dir)
     with folder_lock(out_dir):  # a second batch into OUT_DIR now is refused, not interleaved
+        from keras_dkg.runtime.custody import Credentials
         from keras_dkg.runtime.keystore import KeyStore
 
-        KeyStore(keys, create=True)  # created here, once, before any worker opens it
+        credentials = credentials or Credentials.from_environment()
+        KeyStore(keys, create=True, credentials=credentials)  # created (or unlocked) here, once, before any worker
         images, others = list_folder(in_dir, exclude={"output folder": out_dir, "key store": keys})
         settings = {
             "command": "encrypt", "input": str(in_dir), "output": str(out_dir), "keys": str(keys),
             "model": str(model), "seed": str(seed), "provider": provider, "cipher": cipher,
             "resume": resume, "overwrite": overwrite, "chunk": chunk, "threads": _default_threads(jobs),
-            "quiet_opencv": quiet,
+            "quiet_opencv": quiet, "credentials": credentials,
         }
         result = BatchReport("encrypt", str(in_dir), str(out_dir), str(keys), utc_timestamp(), jobs=jobs, options={
             "model": str(model), "seed": str(seed), "resume": resume, "overwrite": overwrite,
@@ -335,6 +338,7 @@ def decrypt_folder(
     chunk: int = DEFAULT_CHUNK,
     progress: bool = False,
     quiet: bool = False,
+    credentials=None,
 ) -> BatchReport:
     """Verify every ciphertext under `in_dir`; decrypt into `out_dir` unless `verify_only`.
 
@@ -349,10 +353,13 @@ def decrypt_folder(
     check_folders(in_dir, target, keys, "archive or output")
     if not keys.is_dir():
         raise KeyMaterialError(f"{keys}: no such key store folder")
-    from keras_dkg.runtime.keystore import INDEX_NAME
+    from keras_dkg.runtime.custody import Credentials
+    from keras_dkg.runtime.keystore import INDEX_NAME, KeyStore, is_key_store
 
-    if not (keys / INDEX_NAME).is_file():
+    if not is_key_store(keys):
         raise KeyMaterialError(f"{keys}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
+    credentials = credentials or Credentials.from_environment()
+    KeyStore(keys, credentials=credentials)  # a protected store is unlocked once, here (wrong passphrase: stop)
     if jobs < 1 or chunk < 1:
         raise InputError(f"--jobs and the chunk size must be at least 1 (got {jobs}, {chunk})")
     guard = guard_outputs(in_dir, target, keys, overwrite)
@@ -365,6 +372,7 @@ def decrypt_folder(
         settings = {
             "command": "decrypt", "input": str(in_dir), "output": str(target) if target else None,
             "keys": str(keys), "overwrite": overwrite, "chunk": chunk, "quiet_opencv": quiet,
+            "credentials": credentials,
         }
         result = BatchReport("verify" if verify_only else "decrypt", str(in_dir), settings["output"], str(keys),
                              utc_timestamp(), jobs=jobs, options={"overwrite": overwrite, "verify_only": verify_only})

@@ -103,11 +103,17 @@ def _progress(args) -> bool:
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
+def _credentials(args):
+    from keras_dkg.runtime.custody import Credentials
+
+    return Credentials.from_environment(args.key_file)
+
+
 def _encrypt(args) -> int:
     report = encrypt_folder(
         args.batch, args.output, keys=args.keys, model=args.model, seed=args.seed, jobs=1 if args.jobs is None else args.jobs,
         resume=args.resume, overwrite=args.overwrite, report=args.report, provider=args.provider,
-        cipher=args.cipher, progress=_progress(args), quiet=True,
+        cipher=args.cipher, progress=_progress(args), quiet=True, credentials=_credentials(args),
     )
     return _print_outcome("dkg-encrypt", report, args.report or f"{args.output}/{REPORT_NAME}")
 
@@ -116,6 +122,7 @@ def _decrypt(args) -> int:
     report = decrypt_folder(
         args.batch, args.output, keys=args.keys, verify_only=args.verify, jobs=1 if args.jobs is None else args.jobs,
         overwrite=args.overwrite, report=args.report, progress=_progress(args), quiet=True,
+        credentials=_credentials(args),
     )
     default = None if args.verify else f"{args.output}/{REPORT_NAME}"
     return _print_outcome("dkg-decrypt", report, args.report or default)

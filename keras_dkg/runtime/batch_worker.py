@@ -42,7 +42,8 @@ def init_worker(settings: dict, generator=None) -> None:
     _STATE["settings"] = settings
     if settings.get("quiet_opencv"):
         _silence_opencv()
-    _STATE["store"] = KeyStore(settings["keys"], create=settings["command"] == "encrypt")
+    _STATE["store"] = KeyStore(settings["keys"], create=settings["command"] == "encrypt",
+                               credentials=settings.get("credentials"))  # unlocked by the driver: no KDF here
     if settings["command"] == "encrypt":
         if generator is None:
             from keras_dkg.runtime.keygen import KeyGenerator
@@ -253,6 +254,10 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
             result.status, result.output = DECRYPTED, relative
         except Exception as exc:
             failure(result, exc)
+    used = [{"file": str(in_dir / r), "fingerprint": results[r].key_fingerprint} for r in relatives
+            if results[r].status in (DECRYPTED, VERIFIED)]
+    if used:  # one audit record per chunk, naming every file and key it opened
+        store.record_use("decrypt" if out_dir is not None else "check", files=used)
     return [results[r] for r in relatives], timing
 
 

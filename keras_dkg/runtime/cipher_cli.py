@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.errors import DkgError, InputError, run_cli
-from keras_dkg.options import add_cipher, add_output, add_overwrite, add_provider
+from keras_dkg.options import add_cipher, add_output, add_overwrite, add_provider, add_store_key_file
 from keras_dkg.runtime import batch_cli
 from keras_dkg.runtime.cipher import (
     check_plaintext,
@@ -38,7 +38,7 @@ from keras_dkg.runtime.containers import check_storable
 from keras_dkg.runtime.formats import check_output, open_ciphertext, open_plaintext
 from keras_dkg.runtime.inputs import regular_file
 from keras_dkg.runtime.keys import load_key, record_path_for
-from keras_dkg.runtime.keystore import KeyStore, key_use
+from keras_dkg.runtime.keystore import KeyStore, is_key_store, key_use
 from keras_dkg.runtime.outputs import OutputGuard
 
 
@@ -82,7 +82,9 @@ def encrypt_parser() -> argparse.ArgumentParser:
     key.add_argument("--key", help="an existing key: KEY.png with its KEY.json record (one file only)")
     key.add_argument("--model", help="generator .onnx: make a fresh key for each file (needs --seed, --keys)")
     key.add_argument("--seed", help="seed image for the fresh keys (or VOLUME.nii[.gz][:SLICE])")
-    key.add_argument("--keys", help="key store folder where fresh keys are kept (created if missing)")
+    key.add_argument("--keys", help="key store folder where fresh keys are kept (created if missing; a protected "
+                     "store is opened with DKG_KEYSTORE_PASSPHRASE, a prompt, or --key-file)")
+    add_store_key_file(key)
     add_provider(key)
     add_cipher(parser)
     parser.add_argument("--allow-key-reuse", action="store_true",
@@ -100,9 +102,17 @@ def decrypt_parser() -> argparse.ArgumentParser:
                "--batch the folder for the decrypted files")
     parser.add_argument("--key", help="KEY.png with its KEY.json record (one file only)")
     parser.add_argument("--keys", help="key store folder: the key is found by the ciphertext's key fingerprint")
+    add_store_key_file(parser)
     add_overwrite(parser)
     batch_cli.add_batch_options(parser, "decrypt")
     return parser
+
+
+def open_store(args: argparse.Namespace, create: bool = False) -> KeyStore:
+    """The --keys store, a protected one unlocked the one way every command does (custody.Credentials)."""
+    from keras_dkg.runtime.custody import Credentials
+
+    return KeyStore(args.keys, create=create, credentials=Credentials.from_environment(args.key_file))
 
 
 def encrypt(args: argparse.Namespace) -> str:
@@ -131,9 +141,12 @@ def encrypt(args: argparse.Namespace) -> str:
         from keras_dkg.runtime.keygen import KeyGenerator, check_key_size, random_nonce
 
         size = check_key_size(key_size_for(plain.shape, plain.dtype), f"{source} (its key)")
+        # an existing (maybe protected) store is opened before the model is loaded; a new one only
+        # once the key is made, so a bad model or seed creates no store
+        store = open_store(args) if is_key_store(args.keys) else None
         generator = KeyGenerator(args.model, provider=args.provider)
         key = generator.generate(args.seed, size=size, nonce=random_nonce())
-        store = KeyStore(args.keys, create=True)
+        store = store or open_store(args, create=True)
         store.add(key)
     context = handle.context
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
@@ -158,11 +171,14 @@ def decrypt(args: argparse.Namespace) -> str:
     meta = handle.meta
     if output_format == "raster":
         check_storable(output, np.empty([1, 1, *meta.shape[2:]], dtype=meta.dtype))
-    key = load_key(args.key) if args.key else KeyStore(args.keys).load(meta.key_fingerprint)
+    store = None if args.key else open_store(args)
+    key = load_key(args.key) if args.key else store.load(meta.key_fingerprint)
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
     plain = _naming(f"{source} with key {key_label}", decrypt_array, handle.array, key.pixels, meta,
                     context=handle.context, in_place=True)  # the handle's array is ours, read for this
     handle.write_plaintext(output, plain, overwrite=args.overwrite)
+    if store is not None:
+        store.record_use("decrypt", key.fingerprint, file=str(source.resolve()))
     return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {meta.cipher}; tag verified)"
 
 
@@ -183,6 +199,8 @@ def _main(prog: str, command: str, parser: argparse.ArgumentParser, action: Call
             raise InputError("-o/--output is required")
         if command == "decrypt" and bool(args.key) == bool(args.keys):
             raise InputError("give one of --key KEY.png or --keys KEY_DIR")
+        if args.key_file and not args.keys:
+            raise InputError("--key-file opens a protected --keys store; give --keys DIR with it")
         print(action(args))
 
     return run_cli(prog, one_file, interrupted=interrupted)

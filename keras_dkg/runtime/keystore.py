@@ -17,6 +17,12 @@ are safe. A line counts once its newline is written: a reader ignores a trailing
 line (a write in progress, or one a killed process left), and the next writer, holding
 the lock, cuts it off before appending. A `KeyStore` object keeps what it has read and
 reads only the bytes appended since, so a lookup costs O(new lines), not O(n).
+
+A **protected** store (`dkg-keys init`, or `dkg-keys protect` of a plain one) has the same
+index mechanics, but its manifest `store.json` names the index file, every line is
+`{"sealed": …}` (the entry, with the key's data key, under the key-encryption key) and each
+key is `keys/<keyed name>.sealed` (its PNG under its data key); see `custody`. Both kinds
+keep an audit log (`audit`) of what is done with their keys, written under the same lock.
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ import contextlib
 import copy
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from keras_dkg.common import file_lock, utc_timestamp
-from keras_dkg.errors import KeyMaterialError, OutputError
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.errors import InputError, KeyMaterialError, OutputError
+from keras_dkg.runtime import custody, sealing
+from keras_dkg.runtime.audit import GENESIS, AuditLog
+from keras_dkg.runtime.imageio import decode_image, encode_lossless, write_bytes_atomic
+from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
 from keras_dkg.runtime.keys import (
     Key,
     check_uses,
@@ -40,16 +50,23 @@ from keras_dkg.runtime.keys import (
     record_path_for,
     register_use,
     release_key_use,
+    verify_key,
 )
 
 INDEX_NAME = "index.jsonl"
 KEYS_FOLDER = "keys"
 LOCK_NAME = ".lock"
 PRIVATE_MODE = 0o600  # the index and lock name plaintext files: for the owner only, like the keys
+SEALED_SUFFIX = ".sealed"
 
 
 def _short(fingerprint: str) -> str:
     return fingerprint.split(":", 1)[-1][:16]
+
+
+def is_key_store(folder: str | os.PathLike) -> bool:
+    """A plain store (`index.jsonl`) or a protected one (`store.json`)."""
+    return (Path(folder) / INDEX_NAME).is_file() or custody.is_protected(folder)
 
 
 class KeyStore:
@@ -60,12 +77,17 @@ class KeyStore:
     must be a key store already (it has `index.jsonl`).
     """
 
-    def __init__(self, folder: str | os.PathLike, create: bool = False):
+    def __init__(self, folder: str | os.PathLike, create: bool = False,
+                 credentials: custody.Credentials | None = None):
         self.folder = Path(folder)
         self.index_path = self.folder / INDEX_NAME
         self._lock_path = self.folder / LOCK_NAME
+        self.vault: custody.Vault | None = None
         self._reset(None)
-        if create:
+        if custody.is_protected(self.folder):
+            self.vault = custody.unlock(self.folder, credentials)
+            self.index_path = self.folder / self.vault.manifest["index"]
+        elif create:
             try:
                 (self.folder / KEYS_FOLDER).mkdir(parents=True, exist_ok=True)
                 for path in (self.index_path, self._lock_path):  # an empty index marks a key store
@@ -78,6 +100,13 @@ class KeyStore:
             raise KeyMaterialError(f"{self.folder}: no such key store folder")
         elif not self.index_path.is_file():
             raise KeyMaterialError(f"{self.folder}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
+        genesis = self.vault.manifest.get("audit_genesis", GENESIS) if self.vault is not None else GENESIS
+        self.audit = AuditLog(self.folder, self.vault, genesis)
+        self._audit_warned = False
+
+    @property
+    def protected(self) -> bool:
+        return self.vault is not None
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -117,6 +146,8 @@ class KeyStore:
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 reason = getattr(exc, "msg", None) or getattr(exc, "reason", None) or str(exc)
                 raise KeyMaterialError(f"{self.index_path}:{number}: damaged index line ({reason})") from exc
+            if self.vault is not None:
+                entry = self._open_line(entry, f"{self.index_path}:{number}")
             if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str) \
                     or not isinstance(entry.get("key_file"), str):
                 raise KeyMaterialError(f"{self.index_path}:{number}: not a key store entry "
@@ -133,6 +164,17 @@ class KeyStore:
         self._offset += end + 1
         self._tail = data[data.rfind(b"\n", 0, end) + 1:end + 1]
 
+    def _open_line(self, line, label: str) -> dict:
+        if not isinstance(line, dict) or not isinstance(line.get("sealed"), str):
+            raise KeyMaterialError(f"{label}: a line in the clear in a protected key store (altered or "
+                                   "written by something else)")
+        return self.vault.open_entry(line["sealed"], label)
+
+    def _line(self, entry: dict) -> bytes:
+        if self.vault is not None:
+            return (json.dumps({"sealed": self.vault.seal_entry(entry)}) + "\n").encode("utf-8")
+        return (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+
     def _tail_matches(self, handle) -> bool:
         if not self._tail:
             return True
@@ -140,23 +182,68 @@ class KeyStore:
         return handle.read(len(self._tail)) == self._tail
 
     def entries(self) -> list[dict]:
-        """The current entry of every key, in the order keys were added."""
+        """The current entry of every key, in the order keys were added (data keys left out)."""
+        self._refresh()
+        return [_public(entry) for entry in self._entries.values()]
+
+    def find(self, fingerprint: str) -> dict:
+        return _public(self._find(fingerprint))
+
+    def _live_entries(self) -> list[dict]:
+        """Every current entry with its data key (for rotation and protection, under the lock)."""
         self._refresh()
         return [copy.deepcopy(entry) for entry in self._entries.values()]
 
-    def find(self, fingerprint: str) -> dict:
+    def _find(self, fingerprint: str) -> dict:
         self._refresh()
         entry = self._entries.get(fingerprint)
         if entry is None:
             raise KeyMaterialError(f"{self.folder}: no key with fingerprint {fingerprint[:23]}… in this key store")
-        return copy.deepcopy(entry)
+        return entry
+
+    def resolve(self, prefix: str) -> str:
+        """The one fingerprint that starts with `prefix` ("sha256:" optional, at least 8 hex digits)."""
+        text = prefix.strip().lower()
+        text = text if text.startswith("sha256:") else "sha256:" + text
+        if len(text) < len("sha256:") + 8:
+            raise InputError(f"{prefix!r}: give at least 8 hex digits of the fingerprint")
+        self._refresh()
+        matches = [fp for fp in self._entries if fp.startswith(text)]
+        if len(matches) != 1:
+            what = "no key" if not matches else f"{len(matches)} keys"
+            raise KeyMaterialError(f"{self.folder}: {what} with a fingerprint starting {prefix!r}")
+        return matches[0]
 
     def load(self, fingerprint: str) -> Key:
         """The verified key with this fingerprint."""
-        key = load_key(self.folder / self.find(fingerprint)["key_file"])
+        entry = self._find(fingerprint)
+        if self.vault is not None:
+            key = self._open_key(entry)
+        else:
+            key = load_key(self.folder / entry["key_file"])
         if key.fingerprint != fingerprint:
             raise KeyMaterialError(f"{self.folder}: index entry for {fingerprint[:23]}… points at another key")
         return key
+
+    def _open_key(self, entry: dict) -> Key:
+        path = self.folder / entry["key_file"]
+        label = str(path)
+        if not path.is_file():
+            raise KeyMaterialError(f"{path}: no such key file (the index names it: lost or moved)")
+        blob = read_bounded(path, MAX_IMAGE_BYTES, "sealed key")
+        png = self.vault.open_key(sealing.unb64(entry.get("dek", ""), label), path.stem, blob, label)
+        record = {**entry.get("record", {}), "used_for": copy.deepcopy(entry.get("used_for", []))}
+        return verify_key(decode_image(png, label), record, label)
+
+    def record_use(self, action: str, fingerprint: str | None = None, file: str | None = None, **fields) -> None:
+        """Add an audit record (decrypt, verify, export, …); a store that cannot be written warns once."""
+        try:
+            with self._locked():
+                self.audit.append(action, fingerprint=fingerprint, file=file, **fields)
+        except (OutputError, KeyMaterialError) as exc:
+            if not self._audit_warned:
+                self._audit_warned = True
+                print(f"warning: {self.folder}: the audit log was not written ({exc})", file=sys.stderr)
 
     # ---- writing (always under the lock) ---------------------------------------------
 
@@ -168,12 +255,28 @@ class KeyStore:
                 stack.enter_context(file_lock(self._lock_path))
             except OSError as exc:
                 raise OutputError(f"{self._lock_path}: cannot lock the key store ({exc.strerror or exc})") from exc
+            self._check_unchanged()
             self._refresh()
             yield
 
+    def _check_unchanged(self) -> None:
+        """Refuse to write when another process protected or rotated the store since it was opened."""
+        if self.vault is None:
+            if custody.is_protected(self.folder):
+                raise KeyMaterialError(f"{self.folder}: the key store was protected by another process while "
+                                       "this one had it open; run the command again")
+            return
+        if (self.folder / INDEX_NAME).exists():
+            raise KeyMaterialError(f"{self.folder}: an interrupted `dkg-keys protect` left the plain store's files "
+                                   f"here; run `dkg-keys protect {self.folder}` again to finish it")
+        manifest = custody.read_manifest(self.folder)
+        if (manifest["generation"], manifest["index"]) != (self.vault.generation, self.vault.manifest["index"]):
+            raise KeyMaterialError(f"{self.folder}: the key store was rotated by another process while this one "
+                                   "had it open; run the command again (with the new master key)")
+
     def _append(self, entry: dict) -> None:
         """Append one entry line (caller holds the lock and has just refreshed)."""
-        data = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        data = self._line(entry)
         try:
             fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
         except OSError as exc:
@@ -205,51 +308,61 @@ class KeyStore:
         live = len(self._entries)
         if self._lines - live < max(live, 1):
             return
-        data = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in self._entries.values()).encode("utf-8")
+        data = b"".join(self._line(entry) for entry in self._entries.values())
         write_bytes_atomic(self.index_path, data, overwrite=True)
         stat = self.index_path.stat()
         self._identity, self._offset, self._lines = (stat.st_dev, stat.st_ino), len(data), live
         self._tail = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
 
     def add(self, key: Key, plaintext_sha256: str | None = None, plaintext: str | None = None,
-            allow_reuse: bool = False) -> dict:
+            allow_reuse: bool = False, action: str = "create") -> dict:
         """Store a key (idempotent for the same key) and return its index entry.
 
         With `plaintext_sha256` and `plaintext`, the key's first use is recorded in the same
-        step (one index line, one record write), as `mark_used` would.
+        step (one index line, one record write), as `mark_used` would. Uses the key's record
+        lists already (an imported key) are kept; `action` names the audit record.
         """
         with self._locked():
             existing = self._entries.get(key.fingerprint)
             if existing is not None:
                 if plaintext_sha256 is not None:
                     self._mark_used_locked(key.fingerprint, plaintext_sha256, str(plaintext), allow_reuse)
-                return copy.deepcopy(self._entries[key.fingerprint])
-            relative = Path(KEYS_FOLDER) / f"{_short(key.fingerprint)}.png"
+                return _public(self._entries[key.fingerprint])
             record = copy.deepcopy(key.record)
             used_for = record.setdefault("used_for", [])
             if plaintext_sha256 is not None:
-                register_use(used_for, plaintext_sha256, str(plaintext), allow_reuse, str(self.folder / relative))
-            target = self.folder / relative
-            if target.exists():
-                # stored by a run killed before its index line: adopt it when it is this key
-                if load_key(target).fingerprint != key.fingerprint:
-                    raise KeyMaterialError(f"{target}: holds another key; the key store is inconsistent")
-                for use in used_for:
-                    mark_key_used(target, use["plaintext_sha256"], use["plaintext"], allow_reuse)
-                used_for = read_record(record_path_for(target)).get("used_for", used_for)
+                register_use(used_for, plaintext_sha256, str(plaintext), allow_reuse,
+                             f"{self.folder} key {key.fingerprint[:23]}…")
+            if self.vault is not None:
+                entry = self._write_sealed(key, record)
             else:
-                Key(key.pixels, record).save(target)
-            entry = {
-                "fingerprint": key.fingerprint,
-                "key_file": relative.as_posix(),
-                "record_file": record_path_for(relative).as_posix(),
-                "shape": key.record["shape"],
-                "nonce": key.record.get("nonce"),
-                "created": key.record.get("created", utc_timestamp()),
-                "used_for": used_for,
-            }
+                entry = self._write_plain(key, record, allow_reuse)
+            entry.update(shape=key.record["shape"], nonce=key.record.get("nonce"),
+                         created=key.record.get("created", utc_timestamp()))
             self._append(entry)
-            return copy.deepcopy(entry)
+            self.audit.append(action, fingerprint=key.fingerprint)
+            if plaintext_sha256 is not None:
+                self.audit.append("encrypt", fingerprint=key.fingerprint, file=str(plaintext))
+            return _public(entry)
+
+    def _write_plain(self, key: Key, record: dict, allow_reuse: bool) -> dict:
+        relative = Path(KEYS_FOLDER) / f"{_short(key.fingerprint)}.png"
+        target = self.folder / relative
+        used_for = record["used_for"]
+        if target.exists():
+            # stored by a run killed before its index line: adopt it when it is this key
+            if load_key(target).fingerprint != key.fingerprint:
+                raise KeyMaterialError(f"{target}: holds another key; the key store is inconsistent")
+            for use in used_for:
+                mark_key_used(target, use["plaintext_sha256"], use["plaintext"], allow_reuse)
+            used_for = read_record(record_path_for(target)).get("used_for", used_for)
+        else:
+            Key(key.pixels, record).save(target)
+        return {"fingerprint": key.fingerprint, "key_file": relative.as_posix(),
+                "record_file": record_path_for(relative).as_posix(), "used_for": used_for}
+
+    def _write_sealed(self, key: Key, record: dict) -> dict:
+        return write_sealed_key(self.folder, self.vault, key, record)
 
     def mark_used(self, fingerprint: str, plaintext_sha256: str, plaintext: str, allow_reuse: bool = False) -> bool:
         """Record that a key encrypts `plaintext`; refuse another plaintext unless allowed.
@@ -266,9 +379,11 @@ class KeyStore:
         label = f"{self.folder}/{entry['key_file']}"
         if not register_use(entry.setdefault("used_for", []), plaintext_sha256, plaintext, allow_reuse, label):
             return False
-        # the record first: it refuses a use the index does not know of (made with --key)
-        mark_key_used(self.folder / entry["key_file"], plaintext_sha256, plaintext, allow_reuse)
+        if self.vault is None:
+            # the record first: it refuses a use the index does not know of (made with --key)
+            mark_key_used(self.folder / entry["key_file"], plaintext_sha256, plaintext, allow_reuse)
         self._append(entry)
+        self.audit.append("encrypt", fingerprint=fingerprint, file=plaintext)
         return True
 
     def release_use(self, fingerprint: str, plaintext_sha256: str) -> None:
@@ -279,9 +394,31 @@ class KeyStore:
                 return
             used_for = entry.get("used_for", [])
             entry["used_for"] = [use for use in used_for if use.get("plaintext_sha256") != plaintext_sha256]
-            release_key_use(self.folder / entry["key_file"], plaintext_sha256)
+            if self.vault is None:
+                release_key_use(self.folder / entry["key_file"], plaintext_sha256)
             if len(entry["used_for"]) != len(used_for):
                 self._append(entry)
+                released = [use.get("plaintext") for use in used_for if use.get("plaintext_sha256") == plaintext_sha256]
+                self.audit.append("release", fingerprint=fingerprint, file=released[0] if released else None)
+
+
+def write_sealed_key(folder: Path, vault: custody.Vault, key: Key, record: dict) -> dict:
+    """The key's PNG under a fresh data key in `keys/<keyed name>.sealed`; its index entry (with the data key)."""
+    name = vault.key_name(key.fingerprint)
+    relative = Path(KEYS_FOLDER) / f"{name}{SEALED_SUFFIX}"
+    dek = sealing.random_key()
+    blob = vault.seal_key(dek, name, encode_lossless(key.pixels, ".png"))
+    # a file of this name is this key stored by a run killed before its index line: its data key
+    # was never written, so it cannot be opened; this copy replaces it
+    write_bytes_atomic(folder / relative, blob, overwrite=True)
+    kept = {field: value for field, value in record.items() if field != "used_for"}
+    return {"fingerprint": key.fingerprint, "key_file": relative.as_posix(), "record": kept,
+            "dek": sealing.b64(dek), "used_for": record["used_for"]}
+
+
+def _public(entry: dict) -> dict:
+    """An index entry without the key's data key (what lists, shows and callers see)."""
+    return {name: copy.deepcopy(value) for name, value in entry.items() if name != "dek"}
 
 
 def store_of_key(key_path: str | os.PathLike) -> KeyStore | None:

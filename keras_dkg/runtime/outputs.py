@@ -5,7 +5,7 @@ folder) is never:
 
 * one of the command's inputs: the image, the seed, the model, the key or its record
   (same path after resolving links, or the same file through a hard link);
-* anything inside a key store (a folder with `index.jsonl`): the store's own code is the
+* anything inside a key store (a folder with `index.jsonl`, or `store.json` when protected): the store's own code is the
   only writer there; nor inside a folder the command names in `outside` (a `--keys`
   folder not yet a store, a source folder whose images would be read back);
 * an existing file, unless the user said `--overwrite` (`allow_existing` lets a command
@@ -27,7 +27,8 @@ from pathlib import Path
 
 from keras_dkg.errors import OutputError
 
-KEY_STORE_INDEX = "index.jsonl"  # keep in step with keystore.INDEX_NAME (not imported: no cycle)
+# keep in step with keystore.INDEX_NAME and custody.MANIFEST_NAME (not imported: no cycle)
+KEY_STORE_MARKERS = ("index.jsonl", "store.json")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -49,7 +50,7 @@ def key_store_holding(path: str | os.PathLike) -> Path | None:
     """The key store folder that `path` is in (or is), else None."""
     current = Path(os.path.realpath(path))
     for folder in (current, *current.parents):
-        if (folder / KEY_STORE_INDEX).is_file():
+        if any((folder / marker).is_file() for marker in KEY_STORE_MARKERS):
             return folder
     return None
 

@@ -114,9 +114,31 @@ def step_orders(source_count: int, domain_count: int, steps: int, batch_size: in
             step_indices(domain_count, steps, batch_size, domain_rng))
 
 
+def replica_rows(columns: tuple, batch_size: int, input_context=None) -> tuple:
+    """Each step's global rows → the rows of this input pipeline's replicas, one element per replica.
+
+    `--batch-size` is the global batch: step k's B rows are split in order over the
+    `num_replicas_in_sync` replicas, B/n each (replica r gets rows r·B/n … (r+1)·B/n − 1),
+    whatever the cluster's shape, so the images a step sees do not depend on it. A pipeline
+    (one per worker) feeds its L local replicas L consecutive elements per step, which
+    tf.distribute hands to them in turn. Without a context (one replica) the rows are unchanged.
+    """
+    if input_context is None or input_context.num_replicas_in_sync == 1:
+        return columns
+    per_replica = input_context.get_per_replica_batch_size(batch_size)
+    local = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    first = input_context.input_pipeline_id * local * per_replica
+    return tuple(np.ascontiguousarray(c[:, first:first + local * per_replica]).reshape(-1, per_replica, *c.shape[2:])
+                 for c in columns)
+
+
 def make_dataset(source: ImageFolder, domain: ImageFolder, steps: int, batch_size: int, seed: int,
-                 start_step: int = 0, augment: bool = False):
-    """A `tf.data.Dataset` of (source, domain) batches for steps start_step..steps-1 (TensorFlow backend)."""
+                 start_step: int = 0, augment: bool = False, input_context=None):
+    """A `tf.data.Dataset` of (source, domain) batches for steps start_step..steps-1 (TensorFlow backend).
+
+    With a `tf.distribute.InputContext` (`strategy.distribute_datasets_from_function`) the
+    batches are this pipeline's replicas' shares of each global batch (`replica_rows`).
+    """
     import tensorflow as tf
 
     source_order, domain_order = step_orders(len(source), len(domain), steps, batch_size, seed)
@@ -125,6 +147,7 @@ def make_dataset(source: ImageFolder, domain: ImageFolder, steps: int, batch_siz
     columns = (source_order[start_step:], domain_order[start_step:])
     if augment:
         columns += (augment_parameters(steps, batch_size, domain.pixels.shape[1:3], seed)[start_step:],)
+    columns = replica_rows(columns, batch_size, input_context)
 
     def pair(s, d, p=None):
         return batch_from(source_pixels, s), batch_from(domain_pixels, d, p)

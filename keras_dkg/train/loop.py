@@ -23,7 +23,7 @@ from pathlib import Path
 from keras_dkg import embedded
 from keras_dkg.common import progress_bar, quiet
 from keras_dkg.errors import DkgError, TrainingError
-from keras_dkg.train import runfolder
+from keras_dkg.train import cluster, runfolder
 from keras_dkg.train.config import TrainConfig
 
 log = logging.getLogger("keras_dkg.fit")
@@ -60,7 +60,17 @@ def select_backend(requested: str) -> None:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Run (or resume) one training; raises TrainingError / InputError / OutputError, never exits."""
+    """Run (or resume) one training; raises TrainingError / InputError / OutputError, never exits.
+
+    Under a multi-worker TF_CONFIG every worker calls this with the same config; only the
+    chief writes `config.out` (keras_dkg.train.cluster), the others return the chief's paths.
+    """
+    this = cluster.role()
+    if this.multi_worker and config.backend != "tensorflow":
+        raise TrainingError(f"TF_CONFIG describes a cluster of {this.workers} workers: multi-worker training runs "
+                            "on --backend tensorflow (MultiWorkerMirroredStrategy); unset TF_CONFIG for --backend jax")
+    if not this.is_chief:
+        return _train_worker(config, this)
     out = Path(config.out)
     before = sorted(out.iterdir()) if out.is_dir() else None
     previous = runfolder.prepare(config)
@@ -83,6 +93,41 @@ def train(config: TrainConfig) -> TrainResult:
                        run_json=run_json, wall_seconds=summary["wall_seconds"],
                        steps_per_second=summary["steps_per_second"],
                        sample_key_entropy=summary["sample_key_entropy"], summary=summary)
+
+
+def _train_worker(config: TrainConfig, this: cluster.Role) -> TrainResult:
+    """A non-chief worker: the chief's checks on --out (read, never written), the same training, its
+    files in a scratch folder removed at the end; on --resume it restores the chief's newest checkpoint."""
+    out = Path(config.out)
+    previous = runfolder.prepare(config, create=False)
+    scratch = cluster.scratch_folder(out, this)
+    started = time.time()
+    try:
+        select_backend(config.backend)
+        summary = _run(config.replace(out=str(scratch)), previous, checkpoint_folder=out / "checkpoints")
+    finally:
+        cluster.remove_scratch(scratch)
+    summary.pop("versions")
+    summary.update(wall_seconds=round(time.time() - started, 2), status="finished",
+                   generator=str(out / "generator.keras"))
+    return TrainResult(step=summary["steps_done"], steps_this_session=summary["steps_this_session"],
+                       losses=summary["final_metrics"], out=out, generator=out / "generator.keras",
+                       run_json=out / runfolder.RUN_FILE, wall_seconds=summary["wall_seconds"],
+                       steps_per_second=summary["steps_per_second"],
+                       sample_key_entropy=summary["sample_key_entropy"], summary=summary)
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of G's and D's weights (values, in order): equal on every worker of a multi-worker run."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for network in (model.generator, model.discriminator):
+        for weight in network.get_weights():
+            digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
 
 
 class StepMonitor:
@@ -187,7 +232,16 @@ def build_model(config: TrainConfig):
 
 
 class TensorFlowRunner:
-    """Chunks as `model.fit` calls under the tf.distribute strategy the machine calls for."""
+    """Chunks as loops over the distributed step under the tf.distribute strategy the machine calls for.
+
+    The step is `DeepKeyGen.train_step` run by `strategy.run` in one `tf.function` (what
+    `model.fit` runs, without its data handling): the data come from
+    `strategy.distribute_datasets_from_function`, each replica taking its share of the
+    step's global batch (data.replica_rows), and each step's values are the means over
+    the replicas. Keras' `model.fit` is not used because it cannot run under
+    MultiWorkerMirroredStrategy in Keras 3 (keras-team/keras#20585: its symbolic build
+    reduces the input batch across workers and fails), and it splits each batch unevenly.
+    """
 
     def __init__(self, config: TrainConfig, source, domain, out: Path):
         import keras
@@ -196,11 +250,19 @@ class TensorFlowRunner:
         self.tf, self.keras = tf, keras
         self.config, self.source, self.domain = config, source, domain
         self.strategy = select_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        self.role = cluster.role()
+        per_replica = per_replica_batch(config.batch_size, replicas,
+                                        f"{type(self.strategy).__name__}, {self.role.workers} worker(s)")
         with self.strategy.scope():
             self.model = build_model(config)
         self._writer = tf.summary.create_file_writer(str(out / "logs"))
+        self._step = None
         self.versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "backend": "tensorflow"}
-        self.devices = {"strategy": type(self.strategy).__name__, "replicas": self.strategy.num_replicas_in_sync}
+        self.devices = {"strategy": type(self.strategy).__name__, "replicas": replicas,
+                        "workers": self.role.workers, "global_batch_size": config.batch_size,
+                        "per_replica_batch_size": per_replica,
+                        **({"task": self.role.describe()} if self.role.multi_worker else {})}
 
     def restore(self, checkpoint: Path) -> int:
         from keras_dkg.train import checkpoints
@@ -220,39 +282,61 @@ class TensorFlowRunner:
             self.tf.summary.scalar("sample_key_entropy", byte_entropy(key))
             self.tf.summary.image("sample_key", key[None], max_outputs=1)
 
+    def _make_step(self):
+        """One distributed step on the next element of a distributed iterator; values averaged over replicas."""
+        tf, model, strategy = self.tf, self.model, self.strategy
+
+        def replica_step(data):
+            for metric in model.metrics:  # each step's own values, not running means
+                metric.reset_state()
+            return model.train_step(data)
+
+        def one_step(data):
+            values = strategy.run(replica_step, args=(data,))
+            return {name: strategy.reduce("MEAN", value, axis=None) for name, value in values.items()}
+
+        # as model.fit: no AutoGraph (the step is written for plain tracing), XLA only when asked
+        one_step = tf.function(one_step, reduce_retracing=True, autograph=False,
+                               jit_compile=bool(self.config.jit_compile))
+        return tf.function(lambda iterator: one_step(next(iterator)), reduce_retracing=True, autograph=False)
+
     def run(self, start: int, chunk: int, monitor: StepMonitor) -> None:
         from keras_dkg.train.data import make_dataset
 
         config = self.config
-        dataset = make_dataset(self.source, self.domain, config.steps, config.batch_size, config.seed,
-                               start_step=start, augment=config.domain_augment)
-        self.model.fit(dataset.take(chunk), epochs=1, steps_per_epoch=chunk, verbose=0, shuffle=False,
-                       callbacks=[_PerStepValues(self.keras, monitor)])
+
+        def dataset_fn(input_context):
+            return make_dataset(self.source, self.domain, config.steps, config.batch_size, config.seed,
+                                start_step=start, augment=config.domain_augment, input_context=input_context)
+
+        if self._step is None:
+            self._step = self._make_step()
+        try:
+            iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+            for _ in range(chunk):
+                values = self._step(iterator)
+                if not monitor.record({name: float(value) for name, value in values.items()}):
+                    break
+        except self.tf.errors.OpError as exc:
+            if not self.role.multi_worker:
+                raise
+            reason = (exc.message or str(exc)).strip().splitlines()[0]
+            raise TrainingError(f"multi-worker training stopped after step {monitor.step} ({self.role.describe()}): "
+                                f"{type(exc).__name__}: {reason}; the chief's checkpoints are kept: start every "
+                                "worker again with --resume") from exc
 
     def finish(self) -> None:
         self._writer.flush()
 
 
-def _PerStepValues(keras, monitor: StepMonitor):  # noqa: N802 - a class made where keras is loaded
-    """A Keras callback giving the monitor each step's values (Keras hands running means)."""
-
-    class PerStepValues(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.previous: dict = {}
-
-        def on_train_batch_end(self, batch, logs=None):
-            means = {k: float(v) for k, v in (logs or {}).items()}
-            previous = self.previous if batch else {}
-            self.previous = means
-            # running mean m_k over k = batch + 1 steps -> this step's value k·m_k − (k−1)·m_(k−1)
-            values = {k: (batch + 1) * v - batch * previous.get(k, 0.0) for k, v in means.items()}
-            if not all(math.isfinite(v) for v in means.values()):
-                values = means
-            if not monitor.record(values):
-                self.model.stop_training = True
-
-    return PerStepValues()
+def per_replica_batch(batch_size: int, replicas: int, where: str) -> int:
+    """The per-replica share of the global `--batch-size`; TrainingError unless it splits evenly."""
+    if batch_size % replicas:
+        lower = batch_size - batch_size % replicas
+        choices = " or ".join(f"--batch-size {b}" for b in (lower, lower + replicas) if b)
+        raise TrainingError(f"--batch-size {batch_size} is the global batch, split evenly over the {replicas} replicas "
+                            f"({where}): it must be a multiple of {replicas}; use {choices}")
+    return batch_size // replicas
 
 
 class JaxRunner:
@@ -268,6 +352,8 @@ class JaxRunner:
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU" on every start
         self.jax, self.step_jax, self.config = jax, step_jax, config
         self.distribution = step_jax.data_parallel()
+        replicas = len(jax.local_devices()) if self.distribution else 1
+        per_replica = per_replica_batch(config.batch_size, replicas, "keras.distribution.DataParallel")
         if self.distribution is not None:
             keras.distribution.set_distribution(self.distribution)
         self.model = build_model(config)
@@ -279,8 +365,8 @@ class JaxRunner:
         self.step_fn = step_jax.make_step(self.model, augment=config.domain_augment)
         self.versions = {"jax": jax.__version__, "keras": keras.__version__, "backend": "jax"}
         self.devices = {"strategy": "DataParallel" if self.distribution else "single device",
-                        "replicas": len(jax.local_devices()) if self.distribution else 1,
-                        "device": str(jax.local_devices()[0].platform)}
+                        "replicas": replicas, "workers": 1, "global_batch_size": config.batch_size,
+                        "per_replica_batch_size": per_replica, "device": str(jax.local_devices()[0].platform)}
 
     def restore(self, checkpoint: Path) -> int:
         from keras_dkg.train import checkpoints
@@ -326,8 +412,7 @@ def select_strategy():
     """MultiWorkerMirrored with a multi-worker TF_CONFIG, Mirrored on GPUs, else the default."""
     import tensorflow as tf
 
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+    if cluster.role().multi_worker:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if tf.config.list_logical_devices("GPU"):
         return tf.distribute.MirroredStrategy()
@@ -344,7 +429,8 @@ def sample_key(generator, seed_pixels):
     return quantize_key(np.asarray(output)[0])
 
 
-def _run(config: TrainConfig, previous: dict | None) -> dict:
+def _run(config: TrainConfig, previous: dict | None, checkpoint_folder: Path | None = None) -> dict:
+    """The training of `train`; `checkpoint_folder` (default: the run's) is where a resume restores from."""
     import keras
 
     from keras_dkg.domains import byte_entropy
@@ -362,7 +448,7 @@ def _run(config: TrainConfig, previous: dict | None) -> dict:
     model = runner.model
     step = 0
     if previous is not None:
-        newest = checkpoints.list_checkpoints(out / "checkpoints")[-1]
+        newest = checkpoints.list_checkpoints(checkpoint_folder or out / "checkpoints")[-1]
         step = runner.restore(newest)
         log.info("resumed from %s at step %d", newest.name, step)
     total = config.steps
@@ -408,6 +494,9 @@ def _run(config: TrainConfig, previous: dict | None) -> dict:
         keras_path.replace(temporary)
     key = sample_key(model.generator, seed_pixels)
     write_image(samples / "key_final.png", key, overwrite=True)
+    digest = weights_digest(model)
+    if cluster.role().multi_worker:
+        log.info("%s: final weights sha256 %s", cluster.role().describe(), digest)
     trained = step - first_step
     seconds = time.time() - started
     return {
@@ -423,5 +512,6 @@ def _run(config: TrainConfig, previous: dict | None) -> dict:
         **runner.devices,
         "generator": str(generator_path),
         "generator_parameters": int(model.generator.count_params()),
+        "weights_sha256": digest,
         "versions": runner.versions,
     }

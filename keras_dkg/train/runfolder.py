@@ -42,8 +42,12 @@ def check_outputs(config: TrainConfig) -> None:
     OutputGuard(inputs=inputs, outside=outside).check_folder(Path(config.out), "run folder")
 
 
-def prepare(config: TrainConfig) -> dict | None:
-    """Create or reopen the run folder; return the previous run.json when resuming."""
+def prepare(config: TrainConfig, create: bool = True) -> dict | None:
+    """Create or reopen the run folder; return the previous run.json when resuming.
+
+    `create=False` (a non-chief worker of a multi-worker run, which reads the chief's folder
+    and writes elsewhere) makes the same checks and creates nothing.
+    """
     out = Path(config.out)
     check_outputs(config)
     record = out / RUN_FILE
@@ -51,10 +55,12 @@ def prepare(config: TrainConfig) -> dict | None:
     if not config.resume:
         if has_checkpoints or (out / "generator.keras").exists():
             raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
         return None
     if not record.is_file() or not has_checkpoints:
-        raise TrainingError(f"{out}: nothing to resume (no run.json or no checkpoint)")
+        shared = "" if create else " (every worker reads the chief's --out: it must be on a shared filesystem)"
+        raise TrainingError(f"{out}: nothing to resume (no run.json or no checkpoint){shared}")
     try:
         previous = json.loads(record.read_text(encoding="utf-8"))
         if not isinstance(previous, dict):
