@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= train-cpu,analysis,dicom,nifti,hardened,dev
+EXTRAS ?= train-cpu,analysis,dicom,nifti,hardened,keys,dev
 DEMO_DIR ?= runs/demo
 DEMO_RECIPE ?= recommended
 DEMO_ARGS ?= --image-size 128 --steps 1000 --checkpoint-every 250

@@ -81,8 +81,11 @@ def _mains() -> dict[str, Callable[[list[str]], int]]:
 
         return cli.main(argv)
 
+    from keras_dkg.runtime import keys_cli
+
     return {
         "dkg-encrypt": cipher.encrypt_main, "dkg-decrypt": cipher.decrypt_main, "dkg-keygen": keygen_cli.main,
+        "dkg-keys": keys_cli.main,
         "dkg-export": export_main, "keras_dkg.fit": fit_main, "dkg-domain": domain_main,
         "dkg-analyze": analyze_main,
     }

@@ -52,6 +52,22 @@ ELSEWHERE = [
      "message": "dkg-decrypt: failed: …: no key with fingerprint … in this key store (per file) + hint "
                 "\"no file's key is in KEY_DIR: wrong key store?\"",
      "outputs": "no plaintext written (tests/test_batch.py::test_wrong_key_store_is_a_clear_error)"},
+    {"id": "custody-rotation-killed", "command": "dkg-keys rotate ks (killed after each phase: derive, index, "
+     "commit, cleanup)", "bad_input": "a rotation that dies half-way", "exit": "—",
+     "message": "(before the commit the old passphrase opens the store, after it the new one; never neither)",
+     "outputs": "key files untouched, every key opens; an old index left after the commit is reported by dkg-keys "
+                "verify and removed by the next rotate "
+                "(tests/test_custody.py::test_rotation_killed_at_each_phase_leaves_one_working_master_key)"},
+    {"id": "custody-protect-killed", "command": "dkg-keys protect ks (killed after each phase: keys, index, archive, "
+     "commit, cleanup)", "bad_input": "a conversion to a protected store that dies half-way", "exit": "—",
+     "message": "(before the commit still a plain store; after it protected, writers refused until protect is run "
+                "again)", "outputs": "every key opens afterwards, no plaintext file left once protect is rerun "
+                "(tests/test_custody.py::test_protect_killed_at_each_phase)"},
+    {"id": "custody-stale-writer", "command": "a process that opened ks before dkg-keys rotate, then stores a key",
+     "bad_input": "rotation while another process has the store open", "exit": 2,
+     "message": "ks: the key store was rotated by another process while this one had it open; run the command "
+                "again (with the new master key)",
+     "outputs": "nothing appended under the old key (tests/test_custody.py::test_a_writer_opened_before_a_rotation_is_refused)"},
     {"id": "fit-resume-at-checkpoint", "command": "python -m keras_dkg.fit --steps 3 ...; then --steps 6 --resume",
      "bad_input": "training stopped at a checkpoint boundary", "exit": 0, "message": "(resumes)",
      "outputs": "weights equal the uninterrupted run's (tests/test_fit.py::test_resume_equals_uninterrupted_run)"},

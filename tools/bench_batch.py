@@ -1,6 +1,6 @@
 """Batch encryption speed: files/s and MB/s, 1 vs 2 jobs, with the time split by phase.
 
-    python tools/bench_batch.py [--model G.onnx] [--pngs 32] [--dicoms 16] [--jobs 1 2]
+    python tools/bench_batch.py [--model G.onnx] [--pngs 32] [--dicoms 16] [--jobs 1 2] [--stores plain protected]
 
 Two folders are made: 256×256 8-bit RGB PNGs (the paper's image and key size) and
 512×512 16-bit signed CT-like DICOMs (12 bits stored, uncompressed). For each, the
@@ -8,7 +8,9 @@ end-to-end `encrypt_folder` (what `dkg-encrypt --batch` runs: read, one fresh ke
 file, XOR + tag, atomic write, key store) is timed with each --jobs value, then
 `decrypt_folder` with --verify (no writes); its own per-phase timers are shown too
 (keystore = storing the key and recording its use, each an fsync'd atomic write).
-MB are plaintext bytes (10^6).
+MB are plaintext bytes (10^6). `--stores` runs each case into a plain key store and into a
+protected one (`dkg-keys init`, the default Argon2id parameters; its one KDF run per batch is
+inside the time), side by side in the same run.
 
 The phase split is measured separately, one phase at a time over all files in this
 process after two untimed key-generation batches (ms per file): decode = read + decode the plaintext (+ the DICOM context hash),
@@ -155,18 +157,27 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
     return {phase: 1000 * seconds / len(files) for phase, seconds in times.items()}
 
 
-def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int) -> dict:
+def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, store: str = "plain") -> dict:
     from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
+    from keras_dkg.runtime.custody import Credentials
 
     out, keys = work / f"out_{folder.name}_{jobs}", work / f"keys_{folder.name}_{jobs}"
+    credentials = None
+    if store == "protected":
+        from keras_dkg.runtime.keystore_admin import init_store
+
+        init_store(keys, Credentials(passphrase="bench passphrase"))
     start = time.perf_counter()
-    report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, jobs=jobs, chunk=chunk)
+    if store == "protected":  # a fresh one each time: the batch's own KDF run is timed
+        credentials = Credentials(passphrase="bench passphrase")
+    report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, jobs=jobs, chunk=chunk,
+                            credentials=credentials)
     seconds = time.perf_counter() - start
     assert report.exit_code == 0, report.failed[:3]
     done = [f for f in report.files if f.status == "encrypted"]
     megabytes = sum(f.bytes for f in done) / 1e6
     start = time.perf_counter()
-    verified = decrypt_folder(out, None, keys=keys, verify_only=True, jobs=jobs)
+    verified = decrypt_folder(out, None, keys=keys, verify_only=True, jobs=jobs, credentials=credentials)
     verify_seconds = time.perf_counter() - start
     assert verified.exit_code == 0, verified.failed[:3]
     shutil.rmtree(out)
@@ -223,6 +234,8 @@ def main() -> None:
     parser.add_argument("--dicoms", type=int, default=16, help="number of 512x512 16-bit DICOMs")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--chunk", type=int, default=8, help="files per task = keys per session run")
+    parser.add_argument("--stores", nargs="+", choices=("plain", "protected"), default=["plain", "protected"],
+                        help="key store kinds, each run side by side (default: both)")
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--volume", type=int, nargs="*", default=[240, 240, 155], metavar="N",
                         help="shape of the int16 NIfTI volume whose encryption is split into phases "
@@ -250,15 +263,19 @@ def main() -> None:
         print(f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())}), "
               f"{os.cpu_count()} CPUs, model {model.name}, seed {seed.name}, chunk {args.chunk}")
         print()
-        print("| data | jobs | files | files/s | MB/s | verify files/s | verify MB/s |")
-        print("|---|---|---|---|---|---|---|")
+        print("| data | jobs | store | files | files/s | MB/s | verify files/s | verify MB/s | files/s ÷ plain |")
+        print("|---|---|---|---|---|---|---|---|---|")
         batch_splits = []
         for label, folder in folders.items():
             for jobs in args.jobs:
-                r = end_to_end(folder, model, seed, work, jobs, args.chunk)
-                batch_splits.append((label, jobs, r["split"]))
-                print(f"| {label} | {jobs} | {r['files']} | {r['files_s']:.2f} | {r['mb_s']:.2f} | "
-                      f"{r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} |", flush=True)
+                plain_rate = None
+                for store in args.stores:
+                    r = end_to_end(folder, model, seed, work, jobs, args.chunk, store)
+                    plain_rate = r["files_s"] if store == "plain" else plain_rate
+                    ratio = f"{r['files_s'] / plain_rate:.2f}" if plain_rate else "—"
+                    batch_splits.append((f"{label}, {store}", jobs, r["split"]))
+                    print(f"| {label} | {jobs} | {store} | {r['files']} | {r['files_s']:.2f} | {r['mb_s']:.2f} | "
+                          f"{r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} | {ratio} |", flush=True)
         print()
         print("The batch's own timers (encryption runs above), ms per file summed over workers;")
         print("encode is inside write (one save_ciphertext call per file):")

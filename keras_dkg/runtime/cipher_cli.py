@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.errors import DkgError, InputError, run_cli
-from keras_dkg.options import add_cipher, add_output, add_overwrite, add_provider, add_store_key_file
+from keras_dkg.options import (
+    add_cipher,
+    add_output,
+    add_overwrite,
+    add_provider,
+    add_store_key_file,
+)
 from keras_dkg.runtime import batch_cli
 from keras_dkg.runtime.cipher import (
     check_plaintext,

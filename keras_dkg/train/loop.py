@@ -285,8 +285,12 @@ class TensorFlowRunner:
     def _make_step(self):
         """One distributed step on the next element of a distributed iterator; values averaged over replicas."""
         tf, model, strategy = self.tf, self.model, self.strategy
+        per_replica = self.devices["per_replica_batch_size"]
 
         def replica_step(data):
+            # a static batch (step_tf says why); MultiWorkerMirroredStrategy's iterator leaves it unknown
+            data = tuple(x if x.shape[0] is not None else tf.ensure_shape(x, (per_replica, *x.shape[1:]))
+                         for x in data)
             for metric in model.metrics:  # each step's own values, not running means
                 metric.reset_state()
             return model.train_step(data)
