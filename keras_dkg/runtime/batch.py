@@ -125,17 +125,31 @@ def _run(report: BatchReport, settings: dict, relatives: list[str], jobs: int, p
     """Process every file into `report`; on an interruption, what finished is in it, then it re-raises."""
     command = settings["command"]
     size = settings["chunk"]
-    if jobs > 1:  # keep every worker busy: at least ~4 tasks each, when there are enough files
-        size = max(1, min(size, -(-len(relatives) // (4 * jobs))))
+    ray = settings.get("engine") == "ray"
+    workers = settings.get("workers") or 2 if ray else jobs
+    if workers > 1:  # keep every worker busy: at least ~4 tasks each, when there are enough files
+        size = max(1, min(size, -(-len(relatives) // (4 * workers))))
     chunks = _chunks(relatives, size)
     bar = _Progress(len(relatives), command, progress)
     try:
-        if jobs <= 1 or len(chunks) <= 1:
+        if ray:
+            from keras_dkg.runtime import batch_ray
+
+            batch_ray.run(report, settings, chunks, workers, settings.get("ray_address"), bar, _collect)
+            _merge_shards(settings)
+        elif jobs <= 1 or len(chunks) <= 1:
             _run_here(report, settings, chunks, bar, generator)
         else:
             _run_pool(report, settings, chunks, jobs, bar)
     finally:
         bar.close()
+
+
+def _merge_shards(settings: dict) -> None:
+    """The Ray workers' key store shards into the main index (readers saw them all along)."""
+    from keras_dkg.runtime.keystore import KeyStore
+
+    KeyStore(settings["keys"], credentials=settings.get("credentials")).merge_shards()
 
 
 def _run_here(report: BatchReport, settings: dict, chunks: list[list[str]], bar: _Progress, generator) -> None:
@@ -253,6 +267,23 @@ def _process(report: BatchReport, settings: dict, relatives: list[str], others: 
     return report
 
 
+ENGINES = ("local", "ray")
+
+
+def _engine_settings(engine: str, workers: int | None, ray_address: str | None) -> dict:
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if engine == "local" and (workers is not None or ray_address):
+        raise InputError("--workers and --ray-address are for --engine ray (the local engine has --jobs)")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1 (got {workers})")
+    if engine == "ray":
+        from keras_dkg.runtime.batch_ray import import_ray
+
+        import_ray()  # no Ray: stop before any work, with the install hint
+    return {"engine": engine, "workers": workers, "ray_address": ray_address}
+
+
 def _default_threads(jobs: int) -> int | None:
     if jobs <= 1:
         return None
@@ -279,6 +310,9 @@ def encrypt_folder(
     progress: bool = False,
     quiet: bool = False,
     credentials=None,
+    engine: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> BatchReport:
     """Encrypt every image under `in_dir` into `out_dir` (see the module docstring).
 
@@ -288,6 +322,7 @@ def encrypt_folder(
     """
     started = time.perf_counter()
     in_dir, out_dir, keys = Path(in_dir), Path(out_dir), Path(keys)
+    engine_settings = _engine_settings(engine, workers, ray_address)
     check_folders(in_dir, out_dir, keys, "input or output")
     if jobs < 1 or chunk < 1:
         raise InputError(f"--jobs and the chunk size must be at least 1 (got {jobs}, {chunk})")
@@ -316,11 +351,11 @@ def encrypt_folder(
             "command": "encrypt", "input": str(in_dir), "output": str(out_dir), "keys": str(keys),
             "model": str(model), "seed": str(seed), "provider": provider, "cipher": cipher,
             "resume": resume, "overwrite": overwrite, "chunk": chunk, "threads": _default_threads(jobs),
-            "quiet_opencv": quiet, "credentials": credentials,
+            "quiet_opencv": quiet, "credentials": credentials, **engine_settings,
         }
         result = BatchReport("encrypt", str(in_dir), str(out_dir), str(keys), utc_timestamp(), jobs=jobs, options={
             "model": str(model), "seed": str(seed), "resume": resume, "overwrite": overwrite,
-            "cipher": cipher, "provider": provider,
+            "cipher": cipher, "provider": provider, "engine": engine,
         })
         relatives = [p.relative_to(in_dir).as_posix() for p in images]
         return _process(result, settings, relatives, others, jobs, progress, started, destination, generator)
@@ -339,6 +374,9 @@ def decrypt_folder(
     progress: bool = False,
     quiet: bool = False,
     credentials=None,
+    engine: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> BatchReport:
     """Verify every ciphertext under `in_dir`; decrypt into `out_dir` unless `verify_only`.
 
@@ -347,6 +385,7 @@ def decrypt_folder(
     """
     started = time.perf_counter()
     in_dir, keys = Path(in_dir), Path(keys)
+    engine_settings = _engine_settings(engine, workers, ray_address)
     target = None if verify_only else (Path(out_dir) if out_dir is not None else None)
     if target is None and not verify_only:
         raise InputError("decrypting a folder needs -o BACK_DIR (or --verify to check without writing)")
@@ -372,10 +411,13 @@ def decrypt_folder(
         settings = {
             "command": "decrypt", "input": str(in_dir), "output": str(target) if target else None,
             "keys": str(keys), "overwrite": overwrite, "chunk": chunk, "quiet_opencv": quiet,
-            "credentials": credentials,
+            "credentials": credentials, **engine_settings,
         }
-        result = BatchReport("verify" if verify_only else "decrypt", str(in_dir), settings["output"], str(keys),
-                             utc_timestamp(), jobs=jobs, options={"overwrite": overwrite, "verify_only": verify_only})
         relatives = [p.relative_to(in_dir).as_posix() for p in images]
+        if engine == "ray" and target is not None:  # a dead worker's retried files may replace only these
+            settings["new_outputs"] = [r for r in relatives if not (target / r).exists()]
+        result = BatchReport("verify" if verify_only else "decrypt", str(in_dir), settings["output"], str(keys),
+                             utc_timestamp(), jobs=jobs, options={"overwrite": overwrite, "verify_only": verify_only,
+                                                                  "engine": engine})
         return _process(result, settings, relatives, others, jobs, progress, started, destination)
 

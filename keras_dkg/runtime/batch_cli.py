@@ -1,8 +1,8 @@
 """`dkg-encrypt --batch` and `dkg-decrypt --batch`: whole folders (docs/batch.md).
 
     dkg-encrypt --batch IN_DIR -o OUT_DIR --keys KEY_DIR --model M.onnx --seed SEED
-                [--jobs N] [--resume] [--overwrite] [--report FILE]
-    dkg-decrypt --batch OUT_DIR -o BACK_DIR --keys KEY_DIR [--verify] [--jobs N] [--report FILE]
+                [--jobs N | --engine ray [--workers N] [--ray-address ADDR]] [--resume] [--overwrite] [--report FILE]
+    dkg-decrypt --batch OUT_DIR -o BACK_DIR --keys KEY_DIR [--verify] [--jobs N | --engine ray ...] [--report FILE]
 
 The batch options are a group of dkg-encrypt's and dkg-decrypt's own parsers
 (`add_batch_options`, so `--help` shows them); `keras_dkg.runtime.cipher_cli` runs a
@@ -36,7 +36,7 @@ MAX_LISTED_FAILURES = 20
 
 
 BATCH_ONLY = {"jobs": "--jobs", "resume": "--resume", "report": "--report", "progress": "--no-progress",
-              "verify": "--verify"}
+              "verify": "--verify", "engine": "--engine", "workers": "--workers", "ray_address": "--ray-address"}
 NOT_IN_BATCH = {"encrypt": {"key": "--key", "allow_key_reuse": "--allow-key-reuse"}, "decrypt": {"key": "--key"}}
 REQUIRED = {"encrypt": {"output": "-o OUT_DIR", "keys": "--keys KEY_DIR", "model": "--model M.onnx",
                         "seed": "--seed SEED"},
@@ -52,7 +52,15 @@ def add_batch_options(parser: argparse.ArgumentParser, command: str) -> None:
     what = "folder of plaintexts (searched recursively)" if command == "encrypt" else \
         "folder of ciphertexts from dkg-encrypt --batch"
     group.add_argument("--batch", metavar="IN_DIR" if command == "encrypt" else "OUT_DIR", help=what)
-    group.add_argument("--jobs", type=int, default=None, help="worker processes (default: 1)")
+    group.add_argument("--jobs", type=int, default=None, help="worker processes of the local engine (default: 1)")
+    group.add_argument("--engine", choices=("local", "ray"), default=None,
+                       help="local: this machine's processes (default); ray: a pool of Ray actors, one "
+                            "onnxruntime session each (pip install 'keras-dkg[ray]'; docs/scale.md)")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="Ray actors, one CPU each (default: 2; --engine ray)")
+    group.add_argument("--ray-address", metavar="ADDR",
+                       help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray and stop it "
+                            "at the end; --engine ray)")
     if command == "encrypt":
         group.add_argument("--resume", action="store_true",
                            help="keep outputs that exist and verify with their stored key (finish a killed batch)")
@@ -79,6 +87,10 @@ def check_arguments(command: str, args: argparse.Namespace) -> None:
         raise InputError(f"{', '.join(given)} is for one file; a batch makes a fresh key per file in --keys")
     if command == "decrypt" and args.verify and args.output:
         raise InputError("--verify writes nothing; leave out -o")
+    if args.engine == "ray" and args.jobs is not None:
+        raise InputError("--jobs is the local engine's; with --engine ray give --workers N")
+    if args.engine != "ray" and (args.workers is not None or args.ray_address):
+        raise InputError("--workers and --ray-address need --engine ray")
     missing = [flag for dest, flag in REQUIRED[command].items() if not getattr(args, dest, None)]
     if command == "decrypt" and not args.verify and not args.output:
         missing.append("-o BACK_DIR (or --verify)")
@@ -103,6 +115,10 @@ def _progress(args) -> bool:
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
+def _engine(args) -> dict:
+    return {"engine": args.engine or "local", "workers": args.workers, "ray_address": args.ray_address}
+
+
 def _credentials(args):
     from keras_dkg.runtime.custody import Credentials
 
@@ -113,7 +129,7 @@ def _encrypt(args) -> int:
     report = encrypt_folder(
         args.batch, args.output, keys=args.keys, model=args.model, seed=args.seed, jobs=1 if args.jobs is None else args.jobs,
         resume=args.resume, overwrite=args.overwrite, report=args.report, provider=args.provider,
-        cipher=args.cipher, progress=_progress(args), quiet=True, credentials=_credentials(args),
+        cipher=args.cipher, progress=_progress(args), quiet=True, credentials=_credentials(args), **_engine(args),
     )
     return _print_outcome("dkg-encrypt", report, args.report or f"{args.output}/{REPORT_NAME}")
 
@@ -122,7 +138,7 @@ def _decrypt(args) -> int:
     report = decrypt_folder(
         args.batch, args.output, keys=args.keys, verify_only=args.verify, jobs=1 if args.jobs is None else args.jobs,
         overwrite=args.overwrite, report=args.report, progress=_progress(args), quiet=True,
-        credentials=_credentials(args),
+        credentials=_credentials(args), **_engine(args),
     )
     default = None if args.verify else f"{args.output}/{REPORT_NAME}"
     return _print_outcome("dkg-decrypt", report, args.report or default)

@@ -30,7 +30,8 @@ ENCRYPTED, DECRYPTED, VERIFIED, RESUMED = "encrypted", "decrypted", "verified", 
 FAILED, SKIPPED, IGNORED, INTERRUPTED = "failed", "skipped", "ignored", "interrupted"
 STATUSES = (ENCRYPTED, DECRYPTED, VERIFIED, RESUMED, FAILED, SKIPPED, IGNORED, INTERRUPTED)
 CSV_COLUMNS = ["path", "status", "reason", "output", "key_fingerprint", "key_file", "bytes", "shape", "dtype",
-               "error"]
+               "error", "worker"]
+OLD_CSV_COLUMNS = CSV_COLUMNS[:-1]  # reports written before the worker column
 
 
 @dataclass
@@ -47,6 +48,7 @@ class FileResult:
     shape: list[int] | None = None
     dtype: str | None = None
     error: str | None = None  # exception class, for failures
+    worker: str | None = None  # who did it: "local@HOST:PID", or the Ray worker's shard name @HOST:PID
 
 
 @dataclass
@@ -131,5 +133,6 @@ def is_batch_report(path: Path) -> bool:
     except OSError:
         return False
     if path.suffix.lower() == ".csv":
-        return head.split(b"\n", 1)[0].rstrip(b"\r") == ",".join(CSV_COLUMNS).encode()
+        return head.split(b"\n", 1)[0].rstrip(b"\r") in (",".join(CSV_COLUMNS).encode(),
+                                                          ",".join(OLD_CSV_COLUMNS).encode())
     return b'"format": "' + REPORT_FORMAT.encode() + b'"' in head

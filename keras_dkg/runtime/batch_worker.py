@@ -12,6 +12,8 @@ reports exactly the files it finished (`partial`).
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -43,7 +45,9 @@ def init_worker(settings: dict, generator=None) -> None:
     if settings.get("quiet_opencv"):
         _silence_opencv()
     _STATE["store"] = KeyStore(settings["keys"], create=settings["command"] == "encrypt",
-                               credentials=settings.get("credentials"))  # unlocked by the driver: no KDF here
+                               credentials=settings.get("credentials"),  # unlocked by the driver: no KDF here
+                               shard=settings.get("shard"))  # a Ray worker writes its own index shard
+    _STATE["worker"] = f"{settings.get('shard') or 'local'}@{socket.gethostname()}:{os.getpid()}"
     if settings["command"] == "encrypt":
         if generator is None:
             from keras_dkg.runtime.keygen import KeyGenerator
@@ -155,12 +159,16 @@ def _skip_ciphertext(result: FileResult, exc: AlreadyEncryptedError) -> None:
     result.status, result.output, result.reason, result.error = SKIPPED, None, str(exc), type(exc).__name__
 
 
-def _encrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[list[FileResult], dict]:
+def _encrypt_chunk(relatives: list[str], partial: dict | None = None,
+                   retry: bool = False) -> tuple[list[FileResult], dict]:
     """Encrypt some files (worker side): read all, make their keys in batched runs, write each.
 
     `partial` (in-process runs) receives the results as they are made, so an interrupted
-    chunk still reports the files it finished."""
+    chunk still reports the files it finished. `retry`: the chunk of a worker that died
+    (Ray engine), run with --resume's rule, so a file it finished is kept, not done twice."""
     settings, store, generator = _STATE["settings"], _STATE["store"], _STATE["generator"]
+    if retry:
+        settings = {**settings, "resume": True}
     in_dir, out_dir = Path(settings["input"]), Path(settings["output"])
     timing = dict.fromkeys(PHASES, 0.0)
     results: dict[str, FileResult] = {} if partial is None else partial
@@ -215,9 +223,12 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
     return [results[r] for r in relatives], timing
 
 
-def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[list[FileResult], dict]:
-    """Verify and decrypt some files (worker side); `partial` as for `_encrypt_chunk`."""
+def _decrypt_chunk(relatives: list[str], partial: dict | None = None,
+                   retry: bool = False) -> tuple[list[FileResult], dict]:
+    """Verify and decrypt some files (worker side); `partial` as for `_encrypt_chunk`. `retry`: a
+    dead worker's chunk; outputs that did not exist when the batch started may be replaced."""
     settings, store = _STATE["settings"], _STATE["store"]
+    ours = set(settings.get("new_outputs") or ()) if retry else set()
     in_dir = Path(settings["input"])
     out_dir = Path(settings["output"]) if settings["output"] else None
     timing = dict.fromkeys(PHASES, 0.0)
@@ -229,7 +240,7 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
             target = None if out_dir is None else out_dir / relative
             if target is not None:
                 stale_temporaries(target)
-                if target.exists() and not settings["overwrite"]:
+                if target.exists() and not (settings["overwrite"] or relative in ours):
                     raise OutputError(f"{target}: exists; refusing to overwrite (use --overwrite)")
             start = time.perf_counter()
             encrypted = open_ciphertext(source)
@@ -249,7 +260,7 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
                 continue
             _make_parent(target)
             start = time.perf_counter()
-            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"])
+            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"] or relative in ours)
             timing["write"] += time.perf_counter() - start
             result.status, result.output = DECRYPTED, relative
         except Exception as exc:
@@ -261,5 +272,9 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None) -> tuple[l
     return [results[r] for r in relatives], timing
 
 
-def run_chunk(command: str, relatives: list[str], partial: dict | None = None) -> tuple[list[FileResult], dict]:
-    return (_encrypt_chunk if command == "encrypt" else _decrypt_chunk)(relatives, partial)
+def run_chunk(command: str, relatives: list[str], partial: dict | None = None,
+              retry: bool = False) -> tuple[list[FileResult], dict]:
+    results, timing = (_encrypt_chunk if command == "encrypt" else _decrypt_chunk)(relatives, partial, retry)
+    for result in results:
+        result.worker = _STATE.get("worker")
+    return results, timing

@@ -31,6 +31,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,68 @@ KEYS_FOLDER = "keys"
 LOCK_NAME = ".lock"
 PRIVATE_MODE = 0o600  # the index and lock name plaintext files: for the owner only, like the keys
 SEALED_SUFFIX = ".sealed"
+SHARDS_FOLDER = "shards"  # one index file (and one audit chain) per worker of a multi-node batch
+SHARD_SUFFIX = ".jsonl"
+AUDIT_SHARD_SUFFIX = ".audit.jsonl"
+_SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _check_shard_name(name: str | None) -> str | None:
+    if name is not None and (not _SHARD_NAME.fullmatch(name) or name.endswith(".audit")):
+        raise InputError(f"{name!r}: a shard name is letters, digits, '_', '.' and '-'")
+    return name
+
+
+class _Reader:
+    """How far one index file has been read: committed bytes and lines, its identity, its last line."""
+
+    def __init__(self, identity=None):
+        self.identity = identity  # (st_dev, st_ino) of the file read
+        self.offset = 0  # bytes of committed (newline-terminated) lines read so far
+        self.lines = 0  # committed lines read so far (superseded ones included)
+        self.tail = b""  # the last committed line read: still there, or the file was replaced
+
+    def replaced(self, path: Path) -> bool:
+        """Whether the file read so far is gone, another file, shorter, or rewritten (a compaction)."""
+        if self.identity is None:
+            return False
+        try:
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if (stat.st_dev, stat.st_ino) != self.identity or stat.st_size < self.offset:
+                    return True
+                handle.seek(self.offset - len(self.tail))
+                return handle.read(len(self.tail)) != self.tail
+        except FileNotFoundError:
+            return path.name == INDEX_NAME or path.parent.name != SHARDS_FOLDER  # a merged shard is expected to go
+        except OSError as exc:
+            raise KeyMaterialError(f"{path}: cannot read the key store index ({exc.strerror or exc})") from exc
+
+    def read_new(self, path: Path) -> list[tuple[int, bytes]]:
+        """(line number, bytes) of the complete lines appended since the last call."""
+        try:
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                self.identity = (stat.st_dev, stat.st_ino)
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise KeyMaterialError(f"{path}: cannot read the key store index ({exc.strerror or exc})") from exc
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []  # nothing new, or only a partial line
+        raws = data[:end].split(b"\n")
+        numbered = list(enumerate(raws, start=self.lines + 1))
+        self.advance(data[:end + 1])
+        return numbered
+
+    def advance(self, data: bytes) -> None:
+        """Count whole lines `data` (ending in a newline) as read."""
+        self.offset += len(data)
+        self.lines += data.count(b"\n")
+        self.tail = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
 
 
 def _short(fingerprint: str) -> str:
@@ -78,12 +141,13 @@ class KeyStore:
     """
 
     def __init__(self, folder: str | os.PathLike, create: bool = False,
-                 credentials: custody.Credentials | None = None):
+                 credentials: custody.Credentials | None = None, shard: str | None = None):
         self.folder = Path(folder)
+        self.shard = _check_shard_name(shard)
         self.index_path = self.folder / INDEX_NAME
         self._lock_path = self.folder / LOCK_NAME
         self.vault: custody.Vault | None = None
-        self._reset(None)
+        self._reset()
         if custody.is_protected(self.folder):
             self.vault = custody.unlock(self.folder, credentials)
             self.index_path = self.folder / self.vault.manifest["index"]
@@ -102,6 +166,15 @@ class KeyStore:
             raise KeyMaterialError(f"{self.folder}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
         genesis = self.vault.manifest.get("audit_genesis", GENESIS) if self.vault is not None else GENESIS
         self.audit = AuditLog(self.folder, self.vault, genesis)
+        self._write_path = self.index_path
+        if self.shard is not None:  # this process writes only its own shard files (docs/scale.md)
+            try:
+                (self.folder / SHARDS_FOLDER).mkdir(exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"{self.folder}: cannot create {SHARDS_FOLDER}/ ({exc.strerror or exc})") from exc
+            self._write_path = self.folder / SHARDS_FOLDER / f"{self.shard}{SHARD_SUFFIX}"
+            self.audit = AuditLog(self.folder, self.vault, GENESIS)
+            self.audit.path = self.folder / SHARDS_FOLDER / f"{self.shard}{AUDIT_SHARD_SUFFIX}"
         self._audit_warned = False
 
     @property
@@ -110,59 +183,46 @@ class KeyStore:
 
     # ---- reading ---------------------------------------------------------------------
 
-    def _reset(self, identity) -> None:
+    def _reset(self) -> None:
         self._entries: dict[str, dict] = {}  # fingerprint -> newest entry; insertion order = first added
-        self._offset = 0  # bytes of committed (newline-terminated) lines read so far
-        self._lines = 0  # committed lines read so far (superseded ones included)
-        self._identity = identity  # (st_dev, st_ino) of the index file read
-        self._tail = b""  # the last committed line read: still there, or the file was replaced
+        self._readers: dict[Path, _Reader] = {}  # where each index file (main, shards) was read up to
+
+    def _index_files(self) -> list[Path]:
+        """The main index, then every worker's shard (SHARDS_FOLDER/*.jsonl), by name."""
+        shards = self.folder / SHARDS_FOLDER
+        found = sorted(p for p in shards.glob(f"*{SHARD_SUFFIX}") if not p.name.endswith(AUDIT_SHARD_SUFFIX)) \
+            if shards.is_dir() else []
+        return [self.index_path, *found]
 
     def _refresh(self) -> None:
-        """Read the lines appended since the last call (all of them after a compaction)."""
+        """Read the lines appended since the last call (everything again after a compaction)."""
+        files = self._index_files()
+        if any(self._readers.get(path, _Reader()).replaced(path) for path in files):
+            self._reset()  # a file was replaced (compaction) or cut: read it all again
+        for path in files:
+            reader = self._readers.setdefault(path, _Reader())
+            for number, raw in reader.read_new(path):
+                entry = self._parse(raw, f"{path}:{number}")
+                if entry is not None:
+                    self._entries[entry["fingerprint"]] = entry
+
+    def _parse(self, raw: bytes, label: str) -> dict | None:
+        if not raw.strip():
+            return None
         try:
-            handle = open(self.index_path, "rb")
-        except FileNotFoundError:
-            self._reset(None)
-            return
-        except OSError as exc:
-            raise KeyMaterialError(f"{self.index_path}: cannot read the key store index ({exc.strerror or exc})") from exc
-        with handle:
-            stat = os.fstat(handle.fileno())
-            identity = (stat.st_dev, stat.st_ino)
-            if identity != self._identity or stat.st_size < self._offset or not self._tail_matches(handle):
-                self._reset(identity)  # first read, or replaced by a compaction (even on a reused inode)
-            handle.seek(self._offset)
-            data = handle.read()
-        end = data.rfind(b"\n")
-        if end < 0:
-            return  # nothing new, or only a partial line
-        parsed = []
-        for number, raw in enumerate(data[:end].split(b"\n"), start=self._lines + 1):
-            if not raw.strip():
-                parsed.append(None)
-                continue
-            try:
-                entry = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                reason = getattr(exc, "msg", None) or getattr(exc, "reason", None) or str(exc)
-                raise KeyMaterialError(f"{self.index_path}:{number}: damaged index line ({reason})") from exc
-            if self.vault is not None:
-                entry = self._open_line(entry, f"{self.index_path}:{number}")
-            if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str) \
-                    or not isinstance(entry.get("key_file"), str):
-                raise KeyMaterialError(f"{self.index_path}:{number}: not a key store entry "
-                                       "(no fingerprint or key_file string)")
-            check_uses(entry.get("used_for", []), f"{self.index_path}:{number}")
-            if Path(entry["key_file"]).is_absolute() or ".." in Path(entry["key_file"]).parts:
-                raise KeyMaterialError(f"{self.index_path}:{number}: key_file {entry['key_file']!r} points outside "
-                                       "the key store")
-            parsed.append(entry)
-        for entry in parsed:
-            if entry is not None:
-                self._entries[entry["fingerprint"]] = entry
-        self._lines += len(parsed)
-        self._offset += end + 1
-        self._tail = data[data.rfind(b"\n", 0, end) + 1:end + 1]
+            entry = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reason = getattr(exc, "msg", None) or getattr(exc, "reason", None) or str(exc)
+            raise KeyMaterialError(f"{label}: damaged index line ({reason})") from exc
+        if self.vault is not None:
+            entry = self._open_line(entry, label)
+        if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str) \
+                or not isinstance(entry.get("key_file"), str):
+            raise KeyMaterialError(f"{label}: not a key store entry (no fingerprint or key_file string)")
+        check_uses(entry.get("used_for", []), label)
+        if Path(entry["key_file"]).is_absolute() or ".." in Path(entry["key_file"]).parts:
+            raise KeyMaterialError(f"{label}: key_file {entry['key_file']!r} points outside the key store")
+        return entry
 
     def _open_line(self, line, label: str) -> dict:
         if not isinstance(line, dict) or not isinstance(line.get("sealed"), str):
@@ -174,12 +234,6 @@ class KeyStore:
         if self.vault is not None:
             return (json.dumps({"sealed": self.vault.seal_entry(entry)}) + "\n").encode("utf-8")
         return (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
-
-    def _tail_matches(self, handle) -> bool:
-        if not self._tail:
-            return True
-        handle.seek(self._offset - len(self._tail))
-        return handle.read(len(self._tail)) == self._tail
 
     def entries(self) -> list[dict]:
         """The current entry of every key, in the order keys were added (data keys left out)."""
@@ -251,10 +305,11 @@ class KeyStore:
     def _locked(self) -> Iterator[None]:
         """Hold the store's lock and bring the in-memory index up to date."""
         with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(file_lock(self._lock_path))
-            except OSError as exc:
-                raise OutputError(f"{self._lock_path}: cannot lock the key store ({exc.strerror or exc})") from exc
+            if self.shard is None:  # a shard has one writer: no lock (none that works across nodes either)
+                try:
+                    stack.enter_context(file_lock(self._lock_path))
+                except OSError as exc:
+                    raise OutputError(f"{self._lock_path}: cannot lock the key store ({exc.strerror or exc})") from exc
             self._check_unchanged()
             self._refresh()
             yield
@@ -275,44 +330,87 @@ class KeyStore:
                                    "had it open; run the command again (with the new master key)")
 
     def _append(self, entry: dict) -> None:
-        """Append one entry line (caller holds the lock and has just refreshed)."""
-        data = self._line(entry)
+        """Append one entry line to this writer's index file (main or shard; locked and just refreshed)."""
+        self._append_bytes(self._write_path, self._line(entry))
+        self._entries[entry["fingerprint"]] = copy.deepcopy(entry)
+        if self.shard is None:
+            self._compact_if_worth_it()
+
+    def _append_bytes(self, path: Path, data: bytes) -> None:
+        reader = self._readers.setdefault(path, _Reader())
         try:
-            fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
         except OSError as exc:
-            raise OutputError(f"{self.index_path}: cannot write the key store index ({exc.strerror or exc})") from exc
+            raise OutputError(f"{path}: cannot write the key store index ({exc.strerror or exc})") from exc
         try:
             stat = os.fstat(fd)
-            if (stat.st_dev, stat.st_ino) != self._identity:
-                self._reset((stat.st_dev, stat.st_ino))  # created just now
-            if stat.st_size > self._offset:
-                os.ftruncate(fd, self._offset)  # a partial line left by a killed writer
+            if (stat.st_dev, stat.st_ino) != reader.identity:
+                reader.__init__((stat.st_dev, stat.st_ino))  # created just now
+            if stat.st_size > reader.offset:
+                os.ftruncate(fd, reader.offset)  # a partial line left by a killed writer
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, self._offset)  # no partial line (disk full, ...)
-            raise OutputError(f"{self.index_path}: cannot append to the key store index ({exc.strerror or exc})") from exc
+                os.ftruncate(fd, reader.offset)  # no partial line (disk full, ...)
+            raise OutputError(f"{path}: cannot append to the key store index ({exc.strerror or exc})") from exc
         finally:
             os.close(fd)
-        self._entries[entry["fingerprint"]] = copy.deepcopy(entry)
-        self._offset += len(data)
-        self._lines += 1
-        self._tail = data
-        self._compact_if_worth_it()
+        reader.advance(data)
 
     def _compact_if_worth_it(self) -> None:
         """Rewrite the index with live entries only once at least half of its lines are superseded."""
         live = len(self._entries)
-        if self._lines - live < max(live, 1):
-            return
+        lines = sum(reader.lines for reader in self._readers.values())
+        if lines - live < max(live, 1) or len(self._index_files()) > 1:
+            return  # (not while shards are unmerged: their lines would be counted twice)
         data = b"".join(self._line(entry) for entry in self._entries.values())
         write_bytes_atomic(self.index_path, data, overwrite=True)
         stat = self.index_path.stat()
-        self._identity, self._offset, self._lines = (stat.st_dev, stat.st_ino), len(data), live
-        self._tail = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
+        reader = self._readers[self.index_path] = _Reader((stat.st_dev, stat.st_ino))
+        reader.advance(data)
+        reader.lines = live
+
+    def merge_shards(self) -> int:
+        """Append every shard's lines to the main index and delete the shards; return the lines merged.
+
+        Run by the batch driver once its workers are done (and by `dkg-keys` before a
+        rotation). Killed between the append and the delete, the lines are there twice:
+        identical entries, harmless, dropped by the next compaction.
+        """
+        if self.shard is not None:
+            raise KeyMaterialError("a shard writer cannot merge shards (the driver does)")
+        merged = 0
+        with self._locked():
+            for path in self._index_files()[1:]:
+                data = path.read_bytes()
+                whole = data[:data.rfind(b"\n") + 1]  # a killed worker's partial line is dropped
+                for number, raw in enumerate(whole.split(b"\n")[:-1], start=1):
+                    self._parse(raw, f"{path}:{number}")  # every line opens before any is merged
+                if whole:
+                    self._append_bytes(self.index_path, whole)
+                    merged += whole.count(b"\n")
+                path.unlink()
+                self._readers.pop(path, None)
+            self._merge_audit_shards()
+            self._compact_if_worth_it()
+        return merged
+
+    def _merge_audit_shards(self) -> None:
+        """Each worker's audit chain, checked, then appended record by record to the main chain."""
+        shards = self.folder / SHARDS_FOLDER
+        for path in sorted(shards.glob(f"*{AUDIT_SHARD_SUFFIX}")) if shards.is_dir() else []:
+            log = AuditLog(self.folder, self.vault)
+            log.path = path
+            check, bodies = log.check()
+            if check.broken:
+                raise KeyMaterialError(f"{check.broken}; not merged (the shard is left as it is)")
+            for body in bodies:
+                fields = {name: value for name, value in body.items() if name not in ("action", "seq")}
+                self.audit.append(body["action"], **fields, merged_from=path.name, merged_seq=body["seq"])
+            path.unlink()
 
     def add(self, key: Key, plaintext_sha256: str | None = None, plaintext: str | None = None,
             allow_reuse: bool = False, action: str = "create") -> dict:

@@ -40,11 +40,13 @@ from keras_dkg.runtime.custody import (
 )
 from keras_dkg.runtime.imageio import write_bytes_atomic
 from keras_dkg.runtime.keystore import (
+    AUDIT_SHARD_SUFFIX,
     INDEX_NAME,
     KEYS_FOLDER,
     LOCK_NAME,
     PRIVATE_MODE,
     SEALED_SUFFIX,
+    SHARDS_FOLDER,
     KeyStore,
     write_sealed_key,
 )
@@ -123,6 +125,7 @@ def rotate_store(folder: str | os.PathLike, credentials: Credentials, new_creden
         raise InputError(f"{folder}: a plain key store has no master key to rotate; `dkg-keys protect` it first")
     _prepare_credentials(new_credentials, creating=True)
     old = store.vault
+    store.merge_shards()  # every line in the one index that is sealed again
     with store._locked():
         _remove_stale_indexes(store.folder, keep=old.manifest["index"])
         generation = old.generation + 1
@@ -158,6 +161,7 @@ def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_afte
         return {"keys": len(store._live_entries()), "finished": _finish_protect(store.folder, fail_after)}
     plain = KeyStore(folder)
     _prepare_credentials(credentials, creating=True)
+    plain.merge_shards()
     with plain._locked():
         _remove_stale_indexes(plain.folder, keep=INDEX_NAME)
         vault = _new_vault(plain.folder, credentials, 1, uuid.uuid4().hex, sealing.random_key(),
@@ -291,11 +295,18 @@ def audit_store(store: KeyStore) -> tuple[list[str], list[dict], int]:
                 problems.append(f"{path} (archived log): {check.broken.split(': ', 1)[-1]}")
             elif check.head != store.vault.manifest.get("audit_genesis"):
                 problems.append(f"{path}: the archived log does not end where the current log begins")
-    check, bodies = store.audit.check()
-    count += check.records
-    records += bodies
-    if check.broken:
-        problems.append(check.broken)
+    logs = [store.audit]
+    shards = store.folder / SHARDS_FOLDER
+    for path in sorted(shards.glob(f"*{AUDIT_SHARD_SUFFIX}")) if shards.is_dir() else []:
+        log = AuditLog(store.folder, store.vault)  # each worker's shard is a chain of its own
+        log.path = path
+        logs.append(log)
+    for log in logs:
+        check, bodies = log.check()
+        count += check.records
+        records += bodies
+        if check.broken:
+            problems.append(check.broken)
     return problems, records, count
 
 

@@ -11,6 +11,7 @@ the same code, collectives and saves included, and nothing of theirs reaches `--
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -87,8 +88,17 @@ def role(environ=None) -> Role:
 
 
 def scratch_folder(out: Path, this: Role) -> Path:
-    """A fresh folder where a non-chief worker writes what the chief writes to `out`."""
-    return Path(tempfile.mkdtemp(prefix=f"keras_dkg-{this.task_type}{this.task_id}-{out.name}-"))
+    """The empty folder where a non-chief worker writes what the chief writes to `out`.
+
+    Under the system's temporary folder (TMPDIR), named by the task and the run folder's
+    absolute path: a worker started again (--resume after a crash) first removes what a
+    killed one left there.
+    """
+    digest = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"keras_dkg-{this.task_type}{this.task_id}-{Path(out).name}-{digest}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def remove_scratch(folder: Path) -> None:

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,14 +253,15 @@ class TensorFlowRunner:
         self.strategy = select_strategy()
         replicas = self.strategy.num_replicas_in_sync
         self.role = cluster.role()
-        per_replica = per_replica_batch(config.batch_size, replicas,
-                                        f"{type(self.strategy).__name__}, {self.role.workers} worker(s)")
+        # tf.distribute.MultiWorkerMirroredStrategy is the class CollectiveAllReduceStrategy
+        name = "MultiWorkerMirroredStrategy" if self.role.multi_worker else type(self.strategy).__name__
+        per_replica = per_replica_batch(config.batch_size, replicas, f"{name}, {self.role.workers} worker(s)")
         with self.strategy.scope():
             self.model = build_model(config)
         self._writer = tf.summary.create_file_writer(str(out / "logs"))
         self._step = None
         self.versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "backend": "tensorflow"}
-        self.devices = {"strategy": type(self.strategy).__name__, "replicas": replicas,
+        self.devices = {"strategy": name, "replicas": replicas,
                         "workers": self.role.workers, "global_batch_size": config.batch_size,
                         "per_replica_batch_size": per_replica,
                         **({"task": self.role.describe()} if self.role.multi_worker else {})}
@@ -324,7 +326,8 @@ class TensorFlowRunner:
         except self.tf.errors.OpError as exc:
             if not self.role.multi_worker:
                 raise
-            reason = (exc.message or str(exc)).strip().splitlines()[0]
+            reason = " ".join(re.sub(r"\{\{[^}]*\}\}", "", exc.message or str(exc)).split())
+            reason = reason if len(reason) <= 300 else reason[:300] + " …"
             raise TrainingError(f"multi-worker training stopped after step {monitor.step} ({self.role.describe()}): "
                                 f"{type(exc).__name__}: {reason}; the chief's checkpoints are kept: start every "
                                 "worker again with --resume") from exc
