@@ -117,16 +117,16 @@ def _(env):
 
 
 @case("custody-edited-audit-line", "dkg-keys", "one audit record's body edited in place", 1,
-      r"dkg-keys: broken: .*audit\.jsonl:3: record altered \(its hash does not match\)", STORED)
+      r"dkg-keys: broken: .*audit\.jsonl:2: record altered \(its hash does not match\)", STORED)
 def _(env):
     protected(env)
     path = env.path("ks/audit.jsonl")
     lines = path.read_text().splitlines()
-    record = json.loads(lines[2])
+    record = json.loads(lines[1])
     blob = bytearray(sealing.unb64(record["sealed"], "audit"))
     blob[20] ^= 1
     record["sealed"] = sealing.b64(bytes(blob))
-    path.write_text("\n".join([*lines[:2], json.dumps(record), *lines[3:]]) + "\n")
+    path.write_text("\n".join([lines[0], json.dumps(record), *lines[2:]]) + "\n")
     return ["audit", "ks"]
 
 

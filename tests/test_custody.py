@@ -226,7 +226,8 @@ def test_protect_killed_at_each_phase(tmp_path, phase, capsys):
     store = KeyStore(tmp_path / "ks", credentials=Credentials(passphrase=PASS))
     assert admin.verify_store(store).errors == []
     problems, records, count = admin.audit_store(store)
-    assert problems == [] and [r["action"] for r in records][:3] == ["create", "encrypt", "create"]
+    assert problems == [] and [r["action"] for r in records][:3] == ["encrypt"] * 3
+    assert all(r.get("new_key") for r in records[:3])
     assert "protect" in [r["action"] for r in records]
     data = store_bytes(tmp_path / "ks")
     assert b"/archive/scan" not in data and keys[0].fingerprint.split(":")[1].encode() not in data
@@ -240,10 +241,10 @@ def audit_lines(folder: Path) -> list[str]:
 def test_audit_chain_detects_tampering(tmp_path, protected, capfd):
     if protected:
         admin.init_store(tmp_path / "ks", Credentials(passphrase=PASS))
-        fill(tmp_path / "ks")
+        fill(tmp_path / "ks", 5)
     else:
         plain = KeyStore(tmp_path / "ks", create=True)
-        for i in range(3):
+        for i in range(5):
             plain.add(random_key(i), f"{i:064x}", f"/archive/scan{i}.png")
     assert keys_main(["audit", str(tmp_path / "ks")]) == 0
     good = audit_lines(tmp_path / "ks")

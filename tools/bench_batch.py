@@ -157,7 +157,8 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
     return {phase: 1000 * seconds / len(files) for phase, seconds in times.items()}
 
 
-def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, store: str = "plain") -> dict:
+def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, store: str = "plain",
+               engine: str = "local") -> dict:
     from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
     from keras_dkg.runtime.custody import Credentials
 
@@ -170,20 +171,21 @@ def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chu
     start = time.perf_counter()
     if store == "protected":  # a fresh one each time: the batch's own KDF run is timed
         credentials = Credentials(passphrase="bench passphrase")
-    report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, jobs=jobs, chunk=chunk,
-                            credentials=credentials)
+    engine_options = {"engine": "ray", "workers": jobs} if engine == "ray" else {"jobs": jobs}
+    report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, chunk=chunk,
+                            credentials=credentials, **engine_options)
     seconds = time.perf_counter() - start
     assert report.exit_code == 0, report.failed[:3]
     done = [f for f in report.files if f.status == "encrypted"]
     megabytes = sum(f.bytes for f in done) / 1e6
     start = time.perf_counter()
-    verified = decrypt_folder(out, None, keys=keys, verify_only=True, jobs=jobs, credentials=credentials)
+    verified = decrypt_folder(out, None, keys=keys, verify_only=True, credentials=credentials, **engine_options)
     verify_seconds = time.perf_counter() - start
     assert verified.exit_code == 0, verified.failed[:3]
     shutil.rmtree(out)
     shutil.rmtree(keys)
     split = {phase: 1000 * value / max(1, len(done)) for phase, value in report.timing_s.items()}
-    return {"files": len(done), "seconds": seconds, "files_s": len(done) / seconds, "mb_s": megabytes / seconds,
+    return {"files": len(done), "seconds": seconds, "ray_startup_s": report.options.get("ray_startup_s", 0.0), "files_s": len(done) / seconds, "mb_s": megabytes / seconds,
             "verify_files_s": len(done) / verify_seconds, "verify_mb_s": megabytes / verify_seconds,
             "split": split}
 
@@ -234,6 +236,8 @@ def main() -> None:
     parser.add_argument("--dicoms", type=int, default=16, help="number of 512x512 16-bit DICOMs")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--chunk", type=int, default=8, help="files per task = keys per session run")
+    parser.add_argument("--engines", nargs="+", choices=("local", "ray"), default=["local"],
+                        help="batch engines, side by side (ray: --jobs N actors on a local Ray started once)")
     parser.add_argument("--stores", nargs="+", choices=("plain", "protected"), default=["plain", "protected"],
                         help="key store kinds, each run side by side (default: both)")
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one, removed)")
@@ -263,19 +267,27 @@ def main() -> None:
         print(f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())}), "
               f"{os.cpu_count()} CPUs, model {model.name}, seed {seed.name}, chunk {args.chunk}")
         print()
-        print("| data | jobs | store | files | files/s | MB/s | verify files/s | verify MB/s | files/s ÷ plain |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        if "ray" in args.engines:  # started once, its start-up timed apart from the batches
+            import ray
+
+            start = time.perf_counter()
+            ray.init(num_cpus=max(args.jobs), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            print(f"Ray {ray.__version__} start-up: {time.perf_counter() - start:.2f} s (not in the rows)\n")
+        print("| data | engine | jobs / workers | store | files | files/s | MB/s | verify files/s | verify MB/s | "
+              "files/s ÷ first row of its jobs |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         batch_splits = []
         for label, folder in folders.items():
             for jobs in args.jobs:
-                plain_rate = None
-                for store in args.stores:
-                    r = end_to_end(folder, model, seed, work, jobs, args.chunk, store)
-                    plain_rate = r["files_s"] if store == "plain" else plain_rate
-                    ratio = f"{r['files_s'] / plain_rate:.2f}" if plain_rate else "—"
-                    batch_splits.append((f"{label}, {store}", jobs, r["split"]))
-                    print(f"| {label} | {jobs} | {store} | {r['files']} | {r['files_s']:.2f} | {r['mb_s']:.2f} | "
-                          f"{r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} | {ratio} |", flush=True)
+                first_rate = None
+                for engine in args.engines:
+                    for store in args.stores:
+                        r = end_to_end(folder, model, seed, work, jobs, args.chunk, store, engine)
+                        first_rate = first_rate or r["files_s"]
+                        batch_splits.append((f"{label}, {engine}, {store}", jobs, r["split"]))
+                        print(f"| {label} | {engine} | {jobs} | {store} | {r['files']} | {r['files_s']:.2f} | "
+                              f"{r['mb_s']:.2f} | {r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} | "
+                              f"{r['files_s'] / first_rate:.2f} |", flush=True)
         print()
         print("The batch's own timers (encryption runs above), ms per file summed over workers;")
         print("encode is inside write (one save_ciphertext call per file):")

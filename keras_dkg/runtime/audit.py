@@ -10,7 +10,9 @@ cannot show is the loss of the newest records (truncation): ship the log elsewhe
 well when that matters (docs/keys.md, "Threat model").
 
 Records are appended by the key store under its lock, fsynced like the index. Actions:
-init, create, encrypt, release, decrypt, verify, rotate, protect, export, import.
+init, create, encrypt (`new_key: true` when the key was made for this file: one record, not
+two), release, decrypt, check, verify, rotate, protect, export, import; a Ray worker's
+records, merged into the main chain, carry `merged_from` and `merged_seq`.
 """
 
 from __future__ import annotations

@@ -438,9 +438,10 @@ class KeyStore:
             entry.update(shape=key.record["shape"], nonce=key.record.get("nonce"),
                          created=key.record.get("created", utc_timestamp()))
             self._append(entry)
-            self.audit.append(action, fingerprint=key.fingerprint)
-            if plaintext_sha256 is not None:
-                self.audit.append("encrypt", fingerprint=key.fingerprint, file=str(plaintext))
+            if plaintext_sha256 is not None:  # one record (one fsync) for a key made for one file
+                self.audit.append("encrypt", fingerprint=key.fingerprint, file=str(plaintext), new_key=True)
+            else:
+                self.audit.append(action, fingerprint=key.fingerprint)
             return _public(entry)
 
     def _write_plain(self, key: Key, record: dict, allow_reuse: bool) -> dict:

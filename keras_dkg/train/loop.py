@@ -3,11 +3,14 @@
 Training runs in chunks of `checkpoint_every` steps on step-indexed data
 (keras_dkg.train.data), so after a checkpoint at step k a resumed run feeds step k+1
 exactly what the uninterrupted run would have. After each chunk: a sample key from the
-held-back seed and a checkpoint. Under TensorFlow a chunk is one `model.fit` call under
-`tf.distribute`; under JAX a loop over the jitted step (step_jax). Both report per-step
-values to one `StepMonitor`: `logs/metrics.jsonl` (the mean of every metric per
-`log_every` steps, what `python -m keras_dkg.diagnose` reads), TensorBoard scalars where
-TensorFlow runs, the progress bar, and the stop on a non-finite loss.
+held-back seed and a checkpoint. Under TensorFlow a chunk is a loop over the step run by
+`strategy.run` in a `tf.function` under `tf.distribute` (TensorFlowRunner); under JAX a
+loop over the jitted step (step_jax). Both report per-step values to one `StepMonitor`:
+`logs/metrics.jsonl` (the mean of every metric per `log_every` steps, what
+`python -m keras_dkg.diagnose` reads), TensorBoard scalars where TensorFlow runs, the
+progress bar, and the stop on a non-finite loss. Under a multi-worker TF_CONFIG
+(keras_dkg.train.cluster) every worker runs this same code; only the chief's files land
+in the run folder.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`DeepKeyGen`: G, D (and the key study's predictor P), their optimizers and training state.
 
-One model for both backends. Under TensorFlow `model.fit` runs `train_step`
-(keras_dkg.train.step_tf, under `tf.distribute`); under JAX `keras_dkg.train.step_jax`
-runs the same step as a pure jitted function over this model's variables. Both take the
+One model for both backends. Under TensorFlow the training loop runs `train_step`
+(keras_dkg.train.step_tf) with `strategy.run` under `tf.distribute` (`model.fit` runs it
+too); under JAX `keras_dkg.train.step_jax` runs the same step as a pure jitted function
+over this model's variables. Both take the
 losses from keras_dkg.train.losses and update D then G in every step, as the paper's
 Algorithm 1; with `reuse_generator_pass` (the default) G(x) is computed once per step,
 since D's update does not change G (only D(G(x)) is recomputed with the updated D).
@@ -82,8 +83,9 @@ class DeepKeyGen(keras.Model):
         if self.objectives.predictor_weight:
             self.predictor = build_predictor()
             g_opt = self.g_optimizer
+            # the learning rate is a variable (a MirroredVariable under tf.distribute: read it as an array)
             self.p_optimizer = p_optimizer or default_optimizer(
-                float(g_opt.learning_rate), float(g_opt.beta_1), float(g_opt.beta_2))
+                float(keras.ops.convert_to_numpy(g_opt.learning_rate)), float(g_opt.beta_1), float(g_opt.beta_2))
         self.tracked = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     @property
@@ -145,7 +147,7 @@ class DeepKeyGen(keras.Model):
         return losses.hidden_mask(draws)
 
     def train_step(self, data):
-        """The TensorFlow step (`model.fit`); under JAX the loop uses step_jax instead."""
+        """The TensorFlow step (the loop's `strategy.run`, or `model.fit`); under JAX the loop uses step_jax."""
         if keras.config.backend() != "tensorflow":
             raise NotImplementedError("DeepKeyGen.train_step is the TensorFlow step; JAX runs step_jax.make_step")
         from keras_dkg.train import step_tf

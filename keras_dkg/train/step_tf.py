@@ -1,4 +1,4 @@
-"""The TensorFlow train step (`DeepKeyGen.train_step`, run by `model.fit` under `tf.distribute`).
+"""The TensorFlow train step (`DeepKeyGen.train_step`, run per replica by `strategy.run` under `tf.distribute`).
 
 One G forward pass per step, on a tape kept open for the whole step: D's and P's updates
 run with that tape's recording stopped, then G's loss is taken from the updated D on the
