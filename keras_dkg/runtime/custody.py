@@ -20,6 +20,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,8 +174,8 @@ class Vault:
     def key_name(self, fingerprint: str) -> str:
         return sealing.keyed_name(self.lookup, fingerprint)
 
-    def seal_key(self, dek: bytes, name: str, png: bytes) -> bytes:
-        return KEY_MAGIC + sealing.seal(dek, png, self._aad("key", name))
+    def seal_key(self, dek: bytes, name: str, payload: bytes) -> bytes:
+        return KEY_MAGIC + sealing.seal(dek, payload, self._aad("key", name))
 
     def open_key(self, dek: bytes, name: str, blob: bytes, label: str) -> bytes:
         if not blob.startswith(KEY_MAGIC):
@@ -204,6 +205,26 @@ class Vault:
 
 
 KEY_MAGIC = b"DKGKEY2\n"
+RAW_PIXELS = b"RAW1"  # sealed payload: RAW1 ‖ height, width, channels (3 × uint32 BE) ‖ the uint8 pixels
+
+
+def pack_pixels(pixels) -> bytes:
+    """A key's pixels as the sealed payload (no PNG: sealing random bytes needs no codec)."""
+    height, width, channels = pixels.shape
+    return RAW_PIXELS + struct.pack(">III", height, width, channels) + pixels.tobytes()
+
+
+def unpack_pixels(payload: bytes, label: str):
+    import numpy as np
+
+    header = len(RAW_PIXELS) + 12
+    if not payload.startswith(RAW_PIXELS) or len(payload) < header:
+        raise KeyMaterialError(f"{label}: not a sealed key payload")
+    height, width, channels = struct.unpack(">III", payload[len(RAW_PIXELS):header])
+    if height * width * channels != len(payload) - header:
+        raise KeyMaterialError(f"{label}: sealed key payload of {len(payload) - header} bytes for a "
+                               f"{height}x{width}x{channels} key")
+    return np.frombuffer(payload, np.uint8, offset=header).reshape(height, width, channels).copy()
 
 
 def keyring_aad(store_id: str, generation: int) -> bytes:

@@ -271,8 +271,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
     return Path(path)
 
 
-def encode_lossless(array: np.ndarray, suffix: str) -> bytes:
-    """Encode an RGB(A)/gray uint8/uint16 array as PNG or TIFF bytes."""
+def encode_lossless(array: np.ndarray, suffix: str, png_compression: int = 3) -> bytes:
+    """Encode an RGB(A)/gray uint8/uint16 array as PNG or TIFF bytes (`png_compression`: zlib level)."""
     suffix = suffix.lower()
     if suffix not in LOSSLESS_SUFFIXES:
         raise OutputError(
@@ -286,14 +286,14 @@ def encode_lossless(array: np.ndarray, suffix: str) -> bytes:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if suffix == ".png" else []
+    params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression] if suffix == ".png" else []
     ok, buffer = cv2.imencode(suffix, image, params)
     if not ok:
         raise OutputError(f"OpenCV could not encode a {image.shape} {image.dtype} image as {suffix}")
     return buffer.tobytes()
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+def write_image(path: str | os.PathLike, array: np.ndarray, overwrite: bool = False, png_compression: int = 3) -> Path:
     """Write an image losslessly (PNG/TIFF only) and atomically."""
     target = Path(path)
-    return write_bytes_atomic(target, encode_lossless(array, target.suffix), overwrite=overwrite)
+    return write_bytes_atomic(target, encode_lossless(array, target.suffix, png_compression), overwrite=overwrite)

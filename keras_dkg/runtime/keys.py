@@ -22,6 +22,9 @@ from keras_dkg.runtime.imageio import read_image, write_bytes_atomic, write_imag
 from keras_dkg.runtime.inputs import MAX_RECORD_BYTES, read_bounded
 
 KEY_RECORD_FORMAT = "keras_dkg.key/1"
+# a key's bytes are (meant to be) random: zlib cannot shrink them, and level 0 encodes a
+# 256² key in 3.8 ms instead of 8.9 ms (same size to 0.02 %)
+KEY_PNG_COMPRESSION = 0
 
 
 def record_path_for(path: str | os.PathLike) -> Path:
@@ -53,7 +56,7 @@ class Key:
         for existing in (target, record_file):
             if existing.exists() and not overwrite:
                 raise OutputError(f"{existing}: exists; refusing to overwrite (use --overwrite)")
-        write_image(target, self.pixels, overwrite=overwrite)
+        write_image(target, self.pixels, overwrite=overwrite, png_compression=KEY_PNG_COMPRESSION)
         try:
             write_record(record_file, self.record, overwrite=overwrite)
         except BaseException:

@@ -40,7 +40,7 @@ from keras_dkg.common import file_lock, utc_timestamp
 from keras_dkg.errors import InputError, KeyMaterialError, OutputError
 from keras_dkg.runtime import custody, sealing
 from keras_dkg.runtime.audit import GENESIS, AuditLog
-from keras_dkg.runtime.imageio import decode_image, encode_lossless, write_bytes_atomic
+from keras_dkg.runtime.imageio import write_bytes_atomic
 from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
 from keras_dkg.runtime.keys import (
     Key,
@@ -285,9 +285,9 @@ class KeyStore:
         if not path.is_file():
             raise KeyMaterialError(f"{path}: no such key file (the index names it: lost or moved)")
         blob = read_bounded(path, MAX_IMAGE_BYTES, "sealed key")
-        png = self.vault.open_key(sealing.unb64(entry.get("dek", ""), label), path.stem, blob, label)
+        payload = self.vault.open_key(sealing.unb64(entry.get("dek", ""), label), path.stem, blob, label)
         record = {**entry.get("record", {}), "used_for": copy.deepcopy(entry.get("used_for", []))}
-        return verify_key(decode_image(png, label), record, label)
+        return verify_key(custody.unpack_pixels(payload, label), record, label)
 
     def record_use(self, action: str, fingerprint: str | None = None, file: str | None = None, **fields) -> None:
         """Add an audit record (decrypt, verify, export, …); a store that cannot be written warns once."""
@@ -502,11 +502,11 @@ class KeyStore:
 
 
 def write_sealed_key(folder: Path, vault: custody.Vault, key: Key, record: dict) -> dict:
-    """The key's PNG under a fresh data key in `keys/<keyed name>.sealed`; its index entry (with the data key)."""
+    """The key's pixels under a fresh data key in `keys/<keyed name>.sealed`; its index entry (with the data key)."""
     name = vault.key_name(key.fingerprint)
     relative = Path(KEYS_FOLDER) / f"{name}{SEALED_SUFFIX}"
     dek = sealing.random_key()
-    blob = vault.seal_key(dek, name, encode_lossless(key.pixels, ".png"))
+    blob = vault.seal_key(dek, name, custody.pack_pixels(key.pixels))
     # a file of this name is this key stored by a run killed before its index line: its data key
     # was never written, so it cannot be opened; this copy replaces it
     write_bytes_atomic(folder / relative, blob, overwrite=True)
