@@ -27,7 +27,8 @@ import pytest
 from keras_dkg.errors import TrainingError
 from keras_dkg.train import cluster
 
-TINY = ["--image-size", "32", "--residual-blocks", "1", "--batch-size", "2", "--log-every", "1", "--no-progress"]
+SMALL = ["--image-size", "32", "--residual-blocks", "1", "--log-every", "1", "--no-progress"]
+TINY = [*SMALL, "--batch-size", "2"]
 STEPS, EVERY = 40, 4
 RUN_FILES = {"run.json", "checkpoints", "data", "logs", "samples", "generator.keras"}
 DIGEST = re.compile(r"final weights sha256 ([0-9a-f]{64})")
@@ -85,6 +86,45 @@ def test_each_replica_gets_its_own_share_of_every_global_batch():
     assert shares[0][0][:2].tolist() == [[0, 1], [2, 3]] and shares[1][0][:2].tolist() == [[4, 5], [6, 7]]
 
 
+MIRRORED_TWO_CPUS = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_dkg.train import loop
+loop.select_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # as on two GPUs
+from keras_dkg.fit import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _metrics(run: Path) -> dict[int, dict]:
+    lines = (run / "logs" / "metrics.jsonl").read_text().splitlines()
+    return {record["step"]: record for record in map(json.loads, lines)}  # a resumed step: its last line
+
+
+def _assert_same_first_steps(run: Path, reference: Path, steps=(1, 2)) -> None:
+    mine, theirs = _metrics(run), _metrics(reference)
+    for step in steps:
+        for name in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake"):
+            assert mine[step][name] == pytest.approx(theirs[step][name], rel=1e-4, abs=1e-6), (step, name)
+
+
+def test_two_local_replicas_split_the_global_batch(tmp_path):
+    """MirroredStrategy over two CPU devices (the path of one machine with two GPUs): one worker's batch of 4."""
+    from keras_dkg import fit
+
+    args = ["--steps", "2", "--checkpoint-every", "2", *SMALL, "--batch-size", "4"]
+    done = subprocess.run([sys.executable, "-c", MIRRORED_TWO_CPUS, "--out", str(tmp_path / "two"), *args],
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "run.json").read_text())["summary"]
+    assert (summary["strategy"], summary["replicas"], summary["per_replica_batch_size"]) == ("MirroredStrategy", 2, 2)
+    assert fit.main(["--out", str(tmp_path / "one"), *args]) == 0
+    _assert_same_first_steps(tmp_path / "two", tmp_path / "one")
+
+
 # --------------------------------------------------------------------------- two workers
 
 
@@ -137,9 +177,9 @@ class Workers:
     def wait(self, index: int, timeout: float) -> int:
         try:
             return self.procs[index].wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.kill()
-            raise AssertionError(f"worker {index} still running after {timeout} s:\n{self.text(index)[-3000:]}")
+            raise AssertionError(f"worker {index} still running after {timeout} s:\n{self.text(index)[-3000:]}") from exc
 
     def kill(self) -> None:
         for proc in self.procs:
@@ -148,18 +188,13 @@ class Workers:
                 proc.wait()
 
 
-def _wait_for(path: Path, workers: Workers, timeout: float) -> None:
+def _wait_for(pattern: str, root: Path, workers: Workers, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not list(root.glob(pattern)):
         workers.check_started()
         assert all(p.poll() is None for p in workers.procs), "a worker finished before the checkpoint appeared"
-        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s:\n{workers.text(0)[-3000:]}"
+        assert time.monotonic() < deadline, f"no {pattern} after {timeout} s:\n{workers.text(0)[-3000:]}"
         time.sleep(0.05)
-
-
-def _metrics(run: Path) -> dict[int, dict]:
-    lines = (run / "logs" / "metrics.jsonl").read_text().splitlines()
-    return {record["step"]: record for record in map(json.loads, lines)}  # a resumed step: its last line
 
 
 def test_two_workers_train_one_model_and_resume_after_a_worker_is_killed(tmp_path):
@@ -169,10 +204,12 @@ def test_two_workers_train_one_model_and_resume_after_a_worker_is_killed(tmp_pat
     out = tmp_path / "run"
     args = ["--steps", str(STEPS), "--checkpoint-every", str(EVERY), "--out", str(out), *TINY]
 
-    # 1. both workers train; the non-chief is killed once the chief has written a checkpoint
+    # 1. both workers train; the non-chief is killed once both have written the first checkpoint
     first = Workers(tmp_path, "first", args)
+    checkpoint = f"checkpoints/{checkpoints.PREFIX}{EVERY:08d}/state.json"
     try:
-        _wait_for(out / "checkpoints" / f"{checkpoints.PREFIX}{EVERY:08d}", first, timeout=240)
+        _wait_for(f"run/{checkpoint}", tmp_path, first, timeout=240)
+        _wait_for(f"tmp1/keras_dkg-worker1-*/{checkpoint}", tmp_path, first, timeout=60)
         first.procs[1].kill()
         assert first.wait(0, timeout=120) != 0
     finally:
@@ -208,7 +245,4 @@ def test_two_workers_train_one_model_and_resume_after_a_worker_is_killed(tmp_pat
     # 3. the same first steps as one worker with the same global batch
     single = tmp_path / "single"
     assert fit.main(["--steps", "2", "--checkpoint-every", "2", "--out", str(single), *TINY]) == 0
-    two, one = _metrics(out), _metrics(single)
-    for step in (1, 2):
-        for name in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake"):
-            assert two[step][name] == pytest.approx(one[step][name], rel=1e-4, abs=1e-6), (step, name)
+    _assert_same_first_steps(out, single)

@@ -8,6 +8,9 @@ decrypted) and Fig. 13 (low vs high domain).
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 
 from keras_dkg.analysis import differential, metrics, plots
@@ -20,7 +23,27 @@ def _rel(art: Artifacts, path) -> str:
     return str(path.relative_to(art.ctx.out))
 
 
+FIGURES_INDEX = "figures.json"
+
+
 def make_figures(art: Artifacts, entries: dict) -> dict[str, list[tuple[str, str]]]:
+    """The figures, or those of the last report when the analysis it drew is unchanged (a rerun
+    that reused every stage: drawing 20+ PNGs again would only cost time)."""
+    digest = hashlib.sha256(json.dumps(entries, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    index = art.ctx.path("figures", FIGURES_INDEX)
+    try:
+        saved = json.loads(index.read_text(encoding="utf-8"))
+        if saved["digest"] == digest and all((art.ctx.out / path).is_file()
+                                             for section in saved["figures"].values() for _, path in section):
+            return {section: [tuple(pair) for pair in pairs] for section, pairs in saved["figures"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    figures = _draw(art, entries)
+    index.write_text(json.dumps({"digest": digest, "figures": figures}), encoding="utf-8")
+    return figures
+
+
+def _draw(art: Artifacts, entries: dict) -> dict[str, list[tuple[str, str]]]:
     folder = art.ctx.path("figures")
     folder.mkdir(parents=True, exist_ok=True)
     profile = art.ctx.profile

@@ -291,6 +291,7 @@ class TensorFlowRunner:
         """One distributed step on the next element of a distributed iterator; values averaged over replicas."""
         tf, model, strategy = self.tf, self.model, self.strategy
         per_replica = self.devices["per_replica_batch_size"]
+        names = list(model.metric_names)
 
         def replica_step(data):
             # a static batch (step_tf says why); MultiWorkerMirroredStrategy's iterator leaves it unknown
@@ -298,11 +299,13 @@ class TensorFlowRunner:
                          for x in data)
             for metric in model.metrics:  # each step's own values, not running means
                 metric.reset_state()
-            return model.train_step(data)
+            values = model.train_step(data)
+            return tf.stack([tf.cast(values[name], "float32") for name in names])
 
         def one_step(data):
-            values = strategy.run(replica_step, args=(data,))
-            return {name: strategy.reduce("MEAN", value, axis=None) for name, value in values.items()}
+            # one all-reduce for all the values (the step's replicas have equal shares: the mean is the batch's)
+            means = strategy.reduce("MEAN", strategy.run(replica_step, args=(data,)), axis=None)
+            return dict(zip(names, tf.unstack(means, num=len(names)), strict=True))
 
         # as model.fit: no AutoGraph (the step is written for plain tracing), XLA only when asked
         one_step = tf.function(one_step, reduce_retracing=True, autograph=False,
