@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/python tools/demo.py --out $(DEMO_DIR) --recipe $(DEMO_RECIPE) $(DEMO_ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check keras_dkg tools tests

@@ -158,7 +158,7 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
 
 
 def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, store: str = "plain",
-               engine: str = "local") -> dict:
+               engine: str = "local", pipeline: bool = True) -> dict:
     from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
     from keras_dkg.runtime.custody import Credentials
 
@@ -173,7 +173,7 @@ def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chu
         credentials = Credentials(passphrase="bench passphrase")
     engine_options = {"engine": "ray", "workers": jobs} if engine == "ray" else {"jobs": jobs}
     report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, chunk=chunk,
-                            credentials=credentials, **engine_options)
+                            credentials=credentials, pipeline=pipeline, **engine_options)
     seconds = time.perf_counter() - start
     assert report.exit_code == 0, report.failed[:3]
     done = [f for f in report.files if f.status == "encrypted"]
@@ -238,6 +238,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=8, help="files per task = keys per session run")
     parser.add_argument("--engines", nargs="+", choices=("local", "ray"), default=["local"],
                         help="batch engines, side by side (ray: --jobs N actors on a local Ray started once)")
+    parser.add_argument("--paths", nargs="+", choices=("serial", "pipelined"), default=["serial", "pipelined"],
+                        help="the worker's serial path (before issue 15's pipeline) and the pipelined one, side by side")
     parser.add_argument("--stores", nargs="+", choices=("plain", "protected"), default=["plain", "protected"],
                         help="key store kinds, each run side by side (default: both)")
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one, removed)")
@@ -273,21 +275,23 @@ def main() -> None:
             start = time.perf_counter()
             ray.init(num_cpus=max(args.jobs), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             print(f"Ray {ray.__version__} start-up: {time.perf_counter() - start:.2f} s (not in the rows)\n")
-        print("| data | engine | jobs / workers | store | files | files/s | MB/s | verify files/s | verify MB/s | "
+        print("| data | engine | jobs / workers | store | path | files | files/s | MB/s | verify files/s | verify MB/s | "
               "files/s ÷ first row of its jobs |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         batch_splits = []
         for label, folder in folders.items():
             for jobs in args.jobs:
                 first_rate = None
                 for engine in args.engines:
                     for store in args.stores:
-                        r = end_to_end(folder, model, seed, work, jobs, args.chunk, store, engine)
-                        first_rate = first_rate or r["files_s"]
-                        batch_splits.append((f"{label}, {engine}, {store}", jobs, r["split"]))
-                        print(f"| {label} | {engine} | {jobs} | {store} | {r['files']} | {r['files_s']:.2f} | "
-                              f"{r['mb_s']:.2f} | {r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} | "
-                              f"{r['files_s'] / first_rate:.2f} |", flush=True)
+                        for path in args.paths:
+                            r = end_to_end(folder, model, seed, work, jobs, args.chunk, store, engine,
+                                           pipeline=path == "pipelined")
+                            first_rate = first_rate or r["files_s"]
+                            batch_splits.append((f"{label}, {engine}, {store}, {path}", jobs, r["split"]))
+                            print(f"| {label} | {engine} | {jobs} | {store} | {path} | {r['files']} | "
+                                  f"{r['files_s']:.2f} | {r['mb_s']:.2f} | {r['verify_files_s']:.2f} | "
+                                  f"{r['verify_mb_s']:.2f} | {r['files_s'] / first_rate:.2f} |", flush=True)
         print()
         print("The batch's own timers (encryption runs above), ms per file summed over workers;")
         print("encode is inside write (one save_ciphertext call per file):")

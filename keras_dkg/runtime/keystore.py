@@ -33,6 +33,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,6 +148,7 @@ class KeyStore:
         self.index_path = self.folder / INDEX_NAME
         self._lock_path = self.folder / LOCK_NAME
         self.vault: custody.Vault | None = None
+        self._thread_lock = threading.RLock()  # threads of one process (the batch's writers) take turns
         self._reset()
         if custody.is_protected(self.folder):
             self.vault = custody.unlock(self.folder, credentials)
@@ -196,6 +198,10 @@ class KeyStore:
 
     def _refresh(self) -> None:
         """Read the lines appended since the last call (everything again after a compaction)."""
+        with self._thread_lock:
+            self._refresh_unlocked()
+
+    def _refresh_unlocked(self) -> None:
         files = self._index_files()
         if any(self._readers.get(path, _Reader()).replaced(path) for path in files):
             self._reset()  # a file was replaced (compaction) or cut: read it all again
@@ -305,6 +311,7 @@ class KeyStore:
     def _locked(self) -> Iterator[None]:
         """Hold the store's lock and bring the in-memory index up to date."""
         with contextlib.ExitStack() as stack:
+            stack.enter_context(self._thread_lock)
             if self.shard is None:  # a shard has one writer: no lock (none that works across nodes either)
                 try:
                     stack.enter_context(file_lock(self._lock_path))
