@@ -274,28 +274,3 @@ def test_cli_dispatch_and_two_jobs(folders, tiny_onnx_model, capsys):
     code = encrypt_main(["--batch", str(src), "-o", str(out), "--keys", str(keys), "--model", str(tiny_onnx_model),
                          "--seed", str(SEED), "--no-progress"])
     assert code == 1 and "refusing to overwrite" in capsys.readouterr().err
-
-
-def test_pipelined_and_serial_paths_agree(tmp_path, tiny_onnx_model, monkeypatch):
-    """Issue 15: the pipelined worker (threads around the session) gives what the serial one gave."""
-    from keras_dkg.runtime import keygen
-
-    src = make_folder(tmp_path / "in", corrupt=True)
-    outcomes = {}
-    for path in ("serial", "pipelined"):
-        counter = iter(range(10_000))
-        monkeypatch.setattr(keygen, "random_nonce", lambda counter=counter: f"nonce-{next(counter)}")
-        out, keys, back = tmp_path / f"out_{path}", tmp_path / f"keys_{path}", tmp_path / f"back_{path}"
-        report = run_encrypt(src, out, keys, tiny_onnx_model, chunk=8, pipeline=path == "pipelined")
-        assert decrypt_folder(out, back, keys=keys).exit_code == 0
-        outcomes[path] = report, out, back
-    (serial, serial_out, serial_back), (piped, piped_out, piped_back) = outcomes["serial"], outcomes["pipelined"]
-    assert [(f.path, f.status, f.reason is None) for f in serial.files] == \
-        [(f.path, f.status, f.reason is None) for f in piped.files]
-    assert serial.exit_code == piped.exit_code == 1  # the corrupt PNG, in both
-    assert_same_images(images_of(piped_back), images_of(serial_back))
-    same_key = [f.path for f, g in zip(serial.files, piped.files, strict=True)
-                if f.key_fingerprint and f.key_fingerprint == g.key_fingerprint]
-    assert same_key  # the same nonces give the same keys (up to onnxruntime's batch rounding)
-    for relative in same_key:
-        assert (serial_out / relative).read_bytes() == (piped_out / relative).read_bytes(), relative

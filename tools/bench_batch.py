@@ -1,6 +1,7 @@
 """Batch encryption speed: files/s and MB/s, 1 vs 2 jobs, with the time split by phase.
 
     python tools/bench_batch.py [--model G.onnx] [--pngs 32] [--dicoms 16] [--jobs 1 2] [--stores plain protected]
+    python tools/bench_batch.py --baseline /tmp/old-checkout ...   # + this code vs an older checkout's
 
 Two folders are made: 256×256 8-bit RGB PNGs (the paper's image and key size) and
 512×512 16-bit signed CT-like DICOMs (12 bits stored, uncompressed). For each, the
@@ -8,6 +9,10 @@ end-to-end `encrypt_folder` (what `dkg-encrypt --batch` runs: read, one fresh ke
 file, XOR + tag, atomic write, key store) is timed with each --jobs value, then
 `decrypt_folder` with --verify (no writes); its own per-phase timers are shown too
 (keystore = storing the key and recording its use, each an fsync'd atomic write).
+With `--baseline DIR` (e.g. `git worktree add DIR <commit>`), the plain-store local rows are
+also run with DIR's keras_dkg and with this checkout's, each in a child process, alternating
+(baseline, current, baseline, current), so their ratio comes from the same run.
+
 MB are plaintext bytes (10^6). `--stores` runs each case into a plain key store and into a
 protected one (`dkg-keys init`, the default Argon2id parameters; its one KDF run per batch is
 inside the time), side by side in the same run.
@@ -26,6 +31,7 @@ so TensorFlow never shares this process with onnxruntime.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -158,7 +164,7 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
 
 
 def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, store: str = "plain",
-               engine: str = "local", pipeline: bool = True) -> dict:
+               engine: str = "local") -> dict:
     from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
     from keras_dkg.runtime.custody import Credentials
 
@@ -173,7 +179,7 @@ def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chu
         credentials = Credentials(passphrase="bench passphrase")
     engine_options = {"engine": "ray", "workers": jobs} if engine == "ray" else {"jobs": jobs}
     report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, chunk=chunk,
-                            credentials=credentials, pipeline=pipeline, **engine_options)
+                            credentials=credentials, **engine_options)
     seconds = time.perf_counter() - start
     assert report.exit_code == 0, report.failed[:3]
     done = [f for f in report.files if f.status == "encrypted"]
@@ -188,6 +194,33 @@ def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chu
     return {"files": len(done), "seconds": seconds, "ray_startup_s": report.options.get("ray_startup_s", 0.0), "files_s": len(done) / seconds, "mb_s": megabytes / seconds,
             "verify_files_s": len(done) / verify_seconds, "verify_mb_s": megabytes / verify_seconds,
             "split": split}
+
+
+CHILD_SNIPPET = """
+import json, sys, time
+root, folder, out, keys, model, seed, jobs, chunk = sys.argv[1:9]
+sys.path.insert(0, root)
+import keras_dkg
+assert keras_dkg.__file__.startswith(root), keras_dkg.__file__
+from keras_dkg.runtime.batch import encrypt_folder
+start = time.perf_counter()
+report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, jobs=int(jobs), chunk=int(chunk))
+seconds = time.perf_counter() - start
+done = sum(1 for f in report.files if f.status == "encrypted")
+assert report.exit_code == 0
+print(json.dumps({"files": done, "files_s": done / seconds}))
+"""
+
+
+def child_run(root: Path, folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, tag: str) -> float:
+    out, keys = work / f"child_out_{tag}", work / f"child_keys_{tag}"
+    done = subprocess.run([sys.executable, "-c", CHILD_SNIPPET, str(root), str(folder), str(out), str(keys),
+                           str(model), str(seed), str(jobs), str(chunk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"child run in {root} failed:\n{done.stderr[-2000:]}")
+    shutil.rmtree(out)
+    shutil.rmtree(keys)
+    return json.loads(done.stdout.strip().splitlines()[-1])["files_s"]
 
 
 def volume_split(model: Path, seed: Path, work: Path, shape: tuple[int, ...]) -> dict[str, float]:
@@ -236,10 +269,10 @@ def main() -> None:
     parser.add_argument("--dicoms", type=int, default=16, help="number of 512x512 16-bit DICOMs")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--chunk", type=int, default=8, help="files per task = keys per session run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row; the row shows the median files/s")
+    parser.add_argument("--baseline", type=Path, help="a checkout of an older commit: its batch vs this one's")
     parser.add_argument("--engines", nargs="+", choices=("local", "ray"), default=["local"],
                         help="batch engines, side by side (ray: --jobs N actors on a local Ray started once)")
-    parser.add_argument("--paths", nargs="+", choices=("serial", "pipelined"), default=["serial", "pipelined"],
-                        help="the worker's serial path (before issue 15's pipeline) and the pipelined one, side by side")
     parser.add_argument("--stores", nargs="+", choices=("plain", "protected"), default=["plain", "protected"],
                         help="key store kinds, each run side by side (default: both)")
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one, removed)")
@@ -275,23 +308,36 @@ def main() -> None:
             start = time.perf_counter()
             ray.init(num_cpus=max(args.jobs), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             print(f"Ray {ray.__version__} start-up: {time.perf_counter() - start:.2f} s (not in the rows)\n")
-        print("| data | engine | jobs / workers | store | path | files | files/s | MB/s | verify files/s | verify MB/s | "
+        print("| data | engine | jobs / workers | store | files | files/s | MB/s | verify files/s | verify MB/s | "
               "files/s ÷ first row of its jobs |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         batch_splits = []
         for label, folder in folders.items():
             for jobs in args.jobs:
                 first_rate = None
                 for engine in args.engines:
                     for store in args.stores:
-                        for path in args.paths:
-                            r = end_to_end(folder, model, seed, work, jobs, args.chunk, store, engine,
-                                           pipeline=path == "pipelined")
-                            first_rate = first_rate or r["files_s"]
-                            batch_splits.append((f"{label}, {engine}, {store}, {path}", jobs, r["split"]))
-                            print(f"| {label} | {engine} | {jobs} | {store} | {path} | {r['files']} | "
-                                  f"{r['files_s']:.2f} | {r['mb_s']:.2f} | {r['verify_files_s']:.2f} | "
-                                  f"{r['verify_mb_s']:.2f} | {r['files_s'] / first_rate:.2f} |", flush=True)
+                        runs = [end_to_end(folder, model, seed, work, jobs, args.chunk, store, engine)
+                                for _ in range(args.repeat)]
+                        r = sorted(runs, key=lambda run: run["files_s"])[len(runs) // 2]  # the median run
+                        first_rate = first_rate or r["files_s"]
+                        batch_splits.append((f"{label}, {engine}, {store}", jobs, r["split"]))
+                        print(f"| {label} | {engine} | {jobs} | {store} | {r['files']} | {r['files_s']:.2f} | "
+                              f"{r['mb_s']:.2f} | {r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} | "
+                              f"{r['files_s'] / first_rate:.2f} |", flush=True)
+        if args.baseline:
+            print(f"\nThis checkout vs {args.baseline} (local engine, plain store; child processes, alternating, "
+                  "median of 2 each):\n")
+            print("| data | jobs | baseline files/s | this checkout files/s | ratio |\n|---|---|---|---|---|")
+            for label, folder in folders.items():
+                for jobs in args.jobs:
+                    rates: dict[str, list[float]] = {"baseline": [], "current": []}
+                    for repeat in range(2):
+                        for tag, root in (("baseline", args.baseline.resolve()), ("current", ROOT)):
+                            rates[tag].append(child_run(root, folder, model, seed, work, jobs, args.chunk,
+                                                        f"{tag}{repeat}"))
+                    old, new = (float(np.median(rates[t])) for t in ("baseline", "current"))
+                    print(f"| {label} | {jobs} | {old:.2f} | {new:.2f} | {new / old:.2f} |", flush=True)
         print()
         print("The batch's own timers (encryption runs above), ms per file summed over workers;")
         print("encode is inside write (one save_ciphertext call per file):")

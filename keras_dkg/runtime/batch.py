@@ -313,7 +313,6 @@ def encrypt_folder(
     engine: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
-    pipeline: bool = True,
 ) -> BatchReport:
     """Encrypt every image under `in_dir` into `out_dir` (see the module docstring).
 
@@ -352,7 +351,7 @@ def encrypt_folder(
             "command": "encrypt", "input": str(in_dir), "output": str(out_dir), "keys": str(keys),
             "model": str(model), "seed": str(seed), "provider": provider, "cipher": cipher,
             "resume": resume, "overwrite": overwrite, "chunk": chunk, "threads": _default_threads(jobs),
-            "quiet_opencv": quiet, "credentials": credentials, "pipeline": pipeline, **engine_settings,
+            "quiet_opencv": quiet, "credentials": credentials, **engine_settings,
         }
         result = BatchReport("encrypt", str(in_dir), str(out_dir), str(keys), utc_timestamp(), jobs=jobs, options={
             "model": str(model), "seed": str(seed), "resume": resume, "overwrite": overwrite,

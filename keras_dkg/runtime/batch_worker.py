@@ -159,143 +159,68 @@ def _skip_ciphertext(result: FileResult, exc: AlreadyEncryptedError) -> None:
     result.status, result.output, result.reason, result.error = SKIPPED, None, str(exc), type(exc).__name__
 
 
-PIPELINE_THREADS = 2  # writers beside the session's run (issue 15: docs/performance.md, "Batch pipeline")
-
-
-def _writers():
-    """This process's thread pool for reading and writing files while onnxruntime runs (it releases the GIL,
-    as do OpenCV's codecs, numpy's XOR and every fsync)."""
-    if "writers" not in _STATE:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _STATE["writers"] = ThreadPoolExecutor(PIPELINE_THREADS, thread_name_prefix="dkg-batch")
-    return _STATE["writers"]
-
-
 def _encrypt_chunk(relatives: list[str], partial: dict | None = None,
                    retry: bool = False) -> tuple[list[FileResult], dict]:
     """Encrypt some files (worker side): read all, make their keys in batched runs, write each.
 
     `partial` (in-process runs) receives the results as they are made, so an interrupted
     chunk still reports the files it finished. `retry`: the chunk of a worker that died
-    (Ray engine), run with --resume's rule, so a file it finished is kept, not done twice.
-
-    Pipelined (the default; `settings["pipeline"] = False` is the serial path it replaced):
-    the files are read by a thread pool, each key size's keys are made in two session runs,
-    and each file's key store entry, XOR and write run on the pool while the next run of
-    keys is made. A file's own order is unchanged: its key is durable before its ciphertext.
-    """
+    (Ray engine), run with --resume's rule, so a file it finished is kept, not done twice."""
     settings, store, generator = _STATE["settings"], _STATE["store"], _STATE["generator"]
     if retry:
         settings = {**settings, "resume": True}
-    pool = _writers() if settings.get("pipeline", True) else None
+    in_dir, out_dir = Path(settings["input"]), Path(settings["output"])
     timing = dict.fromkeys(PHASES, 0.0)
     results: dict[str, FileResult] = {} if partial is None else partial
-    for relative in relatives:
-        results[relative] = FileResult(relative)
     pending: dict[str, PlaintextFile] = {}
-    for relative, (plain, spent) in zip(relatives, _each(pool, _read_one, relatives, results, settings, store),
-                                        strict=True):
-        _add_timing(timing, spent)
-        if plain is not None:
-            pending[relative] = plain
-    # one session run per key size and half-chunk (at most `chunk` keys each)
+    for relative in relatives:
+        result = results[relative] = FileResult(relative)
+        try:
+            plain = _prepare(relative, result, settings, store, timing)
+            if plain is not None:
+                pending[relative] = plain
+        except AlreadyEncryptedError as exc:  # never encrypted twice: its metadata would be lost
+            _skip_ciphertext(result, exc)
+        except Exception as exc:  # a bad file is reported, the batch goes on
+            failure(result, exc)
+    # one session run per key size (at most `chunk` keys each)
     by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
     for relative, plain in pending.items():
         by_size[key_size_for(plain.array.shape, plain.array.dtype)].append(relative)
-    runs = [(size, group) for size, whole in by_size.items() for group in _halves(whole, pool is not None)]
     from keras_dkg.runtime.keygen import random_nonce
 
-    writes = []
-    try:
-        for size, group in runs:
-            start = time.perf_counter()
+    for size, group in by_size.items():
+        start = time.perf_counter()
+        try:
+            keys = generator.generate_many(settings["seed"], size, [random_nonce() for _ in group])
+        except Exception as exc:
+            for relative in group:
+                failure(results[relative], exc)
+                pending.pop(relative)
+            continue
+        finally:
+            timing["keygen"] += time.perf_counter() - start
+        for relative, key in zip(group, keys, strict=True):
+            result, plain = results[relative], pending.pop(relative)
+            source, target = in_dir / relative, out_dir / relative
             try:
-                keys = generator.generate_many(settings["seed"], size, [random_nonce() for _ in group])
+                start = time.perf_counter()
+                # the key is kept, with the plaintext it is for, before its ciphertext exists
+                # (one append to the index: keystore.KeyStore.add)
+                entry = store.add(key, plaintext_digest(plain.array), str(source.resolve()))
+                result.key_fingerprint, result.key_file = key.fingerprint, entry["key_file"]
+                timing["keystore"] += time.perf_counter() - start
+                start = time.perf_counter()
+                ciphertext, meta = encrypt_array(plain.array, key.pixels, cipher=settings["cipher"],
+                                                 nonce=key.record.get("nonce"), context=plain.context)
+                timing["xor"] += time.perf_counter() - start
+                start = time.perf_counter()
+                plain.save_ciphertext(target, ciphertext, meta, overwrite=settings["overwrite"])
+                timing["write"] += time.perf_counter() - start  # encode + write
+                result.status, result.output = ENCRYPTED, relative
             except Exception as exc:
-                for relative in group:
-                    failure(results[relative], exc)
-                    pending.pop(relative)
-                continue
-            finally:
-                timing["keygen"] += time.perf_counter() - start
-            for relative, key in zip(group, keys, strict=True):
-                job = (relative, key, pending.pop(relative), results[relative], settings, store)
-                writes.append(pool.submit(_write_one, *job) if pool is not None else _Done(_write_one(*job)))
-    except BaseException:  # stopped: writes not started are dropped, those started finish (results say which)
-        for write in writes:
-            if not (hasattr(write, "cancel") and write.cancel()):
-                write.result()
-        raise
-    for write in writes:
-        _add_timing(timing, write.result())
+                failure(result, exc)
     return [results[r] for r in relatives], timing
-
-
-class _Done:
-    """The serial path's stand-in for a finished future."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-
-def _each(pool, function, relatives: list[str], *args) -> list:
-    """`function(relative, *args)` for each file: on the pool (in order) or here."""
-    if pool is None:
-        return [function(relative, *args) for relative in relatives]
-    return list(pool.map(lambda relative: function(relative, *args), relatives))
-
-
-def _halves(group: list[str], split: bool) -> list[list[str]]:
-    """Two session runs instead of one when pipelining: the first half's writes overlap the second's keys."""
-    if not split or len(group) < 4:
-        return [group]
-    middle = (len(group) + 1) // 2
-    return [group[:middle], group[middle:]]
-
-
-def _add_timing(timing: dict, spent: dict) -> None:
-    for phase, seconds in spent.items():
-        timing[phase] += seconds
-
-
-def _read_one(relative: str, results: dict, settings: dict, store) -> tuple[PlaintextFile | None, dict]:
-    """Read one plaintext and settle its existing output (see `_prepare`); (plaintext or None, seconds)."""
-    result, spent = results[relative], dict.fromkeys(PHASES, 0.0)
-    try:
-        return _prepare(relative, result, settings, store, spent), spent
-    except AlreadyEncryptedError as exc:  # never encrypted twice: its metadata would be lost
-        _skip_ciphertext(result, exc)
-    except Exception as exc:  # a bad file is reported, the batch goes on
-        failure(result, exc)
-    return None, spent
-
-
-def _write_one(relative: str, key, plain: PlaintextFile, result: FileResult, settings: dict, store) -> dict:
-    """Store the key (durable first), encrypt, write the ciphertext; a failure is the file's only."""
-    spent = dict.fromkeys(PHASES, 0.0)
-    source, target = Path(settings["input"]) / relative, Path(settings["output"]) / relative
-    try:
-        start = time.perf_counter()
-        # the key is kept, with the plaintext it is for, before its ciphertext exists
-        # (one append to the index: keystore.KeyStore.add)
-        entry = store.add(key, plaintext_digest(plain.array), str(source.resolve()))
-        result.key_fingerprint, result.key_file = key.fingerprint, entry["key_file"]
-        spent["keystore"] += time.perf_counter() - start
-        start = time.perf_counter()
-        ciphertext, meta = encrypt_array(plain.array, key.pixels, cipher=settings["cipher"],
-                                         nonce=key.record.get("nonce"), context=plain.context)
-        spent["xor"] += time.perf_counter() - start
-        start = time.perf_counter()
-        plain.save_ciphertext(target, ciphertext, meta, overwrite=settings["overwrite"])
-        spent["write"] += time.perf_counter() - start  # encode + write
-        result.status, result.output = ENCRYPTED, relative
-    except Exception as exc:
-        failure(result, exc)
-    return spent
 
 
 def _decrypt_chunk(relatives: list[str], partial: dict | None = None,

@@ -228,8 +228,13 @@ def png_text(data: bytes, keyword: str, label: Path) -> str | None:
     return None
 
 
+# a ciphertext's samples are (meant to be) uniform bytes: zlib cannot shrink them, so they are
+# stored uncompressed (level 0, no row filters: 0.8 instead of 8.9 ms for a 256² RGB file, the same size)
+CIPHERTEXT_PNG_COMPRESSION = 0
+
+
 def _save_png(path: Path, array, meta: CipherMetadata, *, overwrite: bool = False, source=None) -> None:
-    png = png_with_text(encode_lossless(array, ".png"), META_KEYWORD, meta.to_json())
+    png = png_with_text(encode_lossless(array, ".png", CIPHERTEXT_PNG_COMPRESSION), META_KEYWORD, meta.to_json())
     write_bytes_atomic(path, png, overwrite=overwrite)
 
 

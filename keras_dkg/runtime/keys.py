@@ -22,8 +22,8 @@ from keras_dkg.runtime.imageio import read_image, write_bytes_atomic, write_imag
 from keras_dkg.runtime.inputs import MAX_RECORD_BYTES, read_bounded
 
 KEY_RECORD_FORMAT = "keras_dkg.key/1"
-# a key's bytes are (meant to be) random: zlib cannot shrink them, and level 0 encodes a
-# 256² key in 3.8 ms instead of 8.9 ms (same size to 0.02 %)
+# a key's bytes are (meant to be) random: zlib cannot shrink them, and level 0 (stored, no row
+# filters) encodes a 256² key in 0.8 ms instead of 8.9 ms (same size to 0.02 %)
 KEY_PNG_COMPRESSION = 0
 
 
