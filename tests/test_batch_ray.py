@@ -143,3 +143,26 @@ def test_engine_flags_are_checked_before_any_work(tmp_path, tiny_onnx_model, cap
     assert encrypt_main([*base, "--engine", "ray", "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capfd.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "ks").exists()
+
+
+def test_a_killed_driver_resumes_to_the_same_decryptions(tmp_path, tiny_onnx_model, monkeypatch):
+    """The driver stopped after its first chunk (Ctrl-C): --resume on Ray finishes, nothing done twice."""
+    from keras_dkg.runtime.batch import BatchInterrupted
+
+    src = make_folder(tmp_path / "in")
+
+    def stop(actors, finished):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_ray, "_after_chunk", stop)
+    with pytest.raises(BatchInterrupted) as stopped:
+        encrypt_folder(src, tmp_path / "out", keys=tmp_path / "ks", model=tiny_onnx_model, seed=SEED,
+                       engine="ray", workers=2, chunk=1)
+    assert 0 < sum(1 for f in stopped.value.report.files if f.status == "encrypted") < 7
+    monkeypatch.undo()
+    report = encrypt_folder(src, tmp_path / "out", keys=tmp_path / "ks", model=tiny_onnx_model, seed=SEED,
+                            engine="ray", workers=2, chunk=1, resume=True)
+    assert report.exit_code == 0 and {f.status for f in report.files} >= {"resumed", "encrypted"}
+    encrypted_once(report, tmp_path / "ks", tmp_path / "out")
+    assert decrypt_folder(tmp_path / "out", tmp_path / "back", keys=tmp_path / "ks").exit_code == 0
+    assert_same_images(images_of(tmp_path / "back"), images_of(src))
