@@ -59,10 +59,11 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _credentials(key_file):
+def _credentials(key_file, new: bool = False):
+    """The store's credentials; a new passphrase (init, protect) is asked twice at a prompt."""
     from keras_dkg.runtime.custody import Credentials
 
-    return Credentials.from_environment(key_file)
+    return Credentials.from_environment(key_file, confirm=new)
 
 
 def _open(args):
@@ -88,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
 
     name = args.command
     if name == "init":
-        store = admin.init_store(args.store, _credentials(args.key_file))
+        store = admin.init_store(args.store, _credentials(args.key_file, new=True))
         print(f"made protected key store {args.store} ({store.vault.manifest['protection']}, "
               f"{store.vault.manifest['kdf']['name']})")
         return 0
     if name == "protect":
-        result = admin.protect_store(args.store, _credentials(args.key_file))
+        result = admin.protect_store(args.store, _credentials(args.key_file, new=True))
         print(f"protected {args.store}: {result['keys']} key(s) sealed; the plain files are deleted "
               "(deleting does not erase a disk: see docs/keys.md)")
         return 0
