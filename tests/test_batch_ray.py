@@ -166,3 +166,28 @@ def test_a_killed_driver_resumes_to_the_same_decryptions(tmp_path, tiny_onnx_mod
     encrypted_once(report, tmp_path / "ks", tmp_path / "out")
     assert decrypt_folder(tmp_path / "out", tmp_path / "back", keys=tmp_path / "ks").exit_code == 0
     assert_same_images(images_of(tmp_path / "back"), images_of(src))
+
+
+def test_ray_engine_with_a_protected_store(tmp_path, tiny_onnx_model, monkeypatch):
+    """The actors get the driver's derived key (not the passphrase) and write sealed shards."""
+    from keras_dkg.runtime import sealing
+    from keras_dkg.runtime.custody import Credentials
+    from keras_dkg.runtime.keystore_admin import audit_store, init_store, verify_store
+
+    monkeypatch.setattr(sealing, "ARGON2_DEFAULTS", {"name": "argon2id", "iterations": 1, "lanes": 1, "memory_kib": 64})
+    init_store(tmp_path / "ks", Credentials(passphrase="a long passphrase"))
+    src = make_folder(tmp_path / "in")
+    credentials = Credentials(passphrase="a long passphrase")
+    report = encrypt_folder(src, tmp_path / "out", keys=tmp_path / "ks", model=tiny_onnx_model, seed=SEED,
+                            engine="ray", workers=2, credentials=credentials)
+    assert report.exit_code == 0 and credentials.for_workers().passphrase is None
+    back = decrypt_folder(tmp_path / "out", tmp_path / "back", keys=tmp_path / "ks", engine="ray", workers=2,
+                          credentials=Credentials(passphrase="a long passphrase"))
+    assert back.exit_code == 0
+    assert_same_images(images_of(tmp_path / "back"), images_of(src))
+    store = KeyStore(tmp_path / "ks", credentials=Credentials(passphrase="a long passphrase"))
+    assert len(store.entries()) == 7 and verify_store(store).errors == [] and audit_store(store)[0] == []
+    assert not list((tmp_path / "ks" / "keys").glob("*.png"))
+    data = b"".join(p.read_bytes() for p in (tmp_path / "ks").rglob("*") if p.is_file())
+    fingerprints = [f.key_fingerprint.split(":")[1].encode() for f in report.files if f.key_fingerprint]
+    assert len(fingerprints) == 7 and b"a_gray16.png" not in data and not any(fp in data for fp in fingerprints)

@@ -346,6 +346,7 @@ def encrypt_folder(
 
         credentials = credentials or Credentials.from_environment()
         KeyStore(keys, create=True, credentials=credentials)  # created (or unlocked) here, once, before any worker
+        credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
         images, others = list_folder(in_dir, exclude={"output folder": out_dir, "key store": keys})
         settings = {
             "command": "encrypt", "input": str(in_dir), "output": str(out_dir), "keys": str(keys),
@@ -399,6 +400,7 @@ def decrypt_folder(
         raise KeyMaterialError(f"{keys}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
     credentials = credentials or Credentials.from_environment()
     KeyStore(keys, credentials=credentials)  # a protected store is unlocked once, here (wrong passphrase: stop)
+    credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
     if jobs < 1 or chunk < 1:
         raise InputError(f"--jobs and the chunk size must be at least 1 (got {jobs}, {chunk})")
     guard = guard_outputs(in_dir, target, keys, overwrite)

@@ -70,6 +70,11 @@ class Credentials:
                              f"at least {MIN_PASSPHRASE})")
         return self.passphrase.encode("utf-8")
 
+    def for_workers(self) -> Credentials:
+        """A copy with the derived KEKs but without the passphrase: what a batch hands its workers."""
+        return Credentials(passphrase=None, key_file=self.key_file, passphrase_env=self.passphrase_env,
+                           what=self.what, _keks=dict(self._keks))
+
     def kek(self, kdf: dict, label: str) -> bytes:
         """The KEK for these KDF parameters (derived once, then kept)."""
         expected = "key-file" if kdf.get("name") == "hkdf-sha256" else "passphrase"
