@@ -198,6 +198,8 @@ def test_a_writer_opened_before_a_rotation_is_refused(tmp_path):
     admin.rotate_store(tmp_path / "ks", Credentials(passphrase=PASS), Credentials(passphrase=NEW_PASS))
     with pytest.raises(KeyMaterialError, match="rotated by another process"):
         stale.add(random_key(9))
+    with pytest.raises(KeyMaterialError, match="rotated by another process"):
+        stale.find("sha256:" + "0" * 64)  # a reader too: its index is gone, and it is told why
     assert KeyStore(tmp_path / "ks", credentials=Credentials(passphrase=NEW_PASS)).entries() == []
 
 

@@ -202,6 +202,8 @@ class KeyStore:
             self._refresh_unlocked()
 
     def _refresh_unlocked(self) -> None:
+        if self.vault is not None and not self.index_path.exists():
+            self._check_unchanged()  # a rotation replaced the index: say so, not "no such key"
         files = self._index_files()
         if any(self._readers.get(path, _Reader()).replaced(path) for path in files):
             self._reset()  # a file was replaced (compaction) or cut: read it all again
