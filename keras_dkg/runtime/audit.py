@@ -17,7 +17,6 @@ records, merged into the main chain, carry `merged_from` and `merged_seq`.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import hashlib
 import json
@@ -27,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keras_dkg.common import utc_timestamp
-from keras_dkg.errors import KeyMaterialError, OutputError
+from keras_dkg.errors import KeyMaterialError
+from keras_dkg.runtime.imageio import append_whole_lines
 
 AUDIT_NAME = "audit.jsonl"
 GENESIS = "0" * 64
@@ -59,10 +59,10 @@ class AuditCheck:
 
 
 class AuditLog:
-    """The audit log of the store in `folder`; `vault` seals bodies (protected store)."""
+    """One audit chain in the file `path` (a store's AUDIT_NAME, a worker's shard, …); `vault` seals bodies."""
 
-    def __init__(self, folder: str | os.PathLike, vault=None, genesis: str = GENESIS):
-        self.path = Path(folder) / AUDIT_NAME
+    def __init__(self, path: str | os.PathLike, vault=None, genesis: str = GENESIS):
+        self.path = Path(path)
         self.vault = vault
         self.genesis = genesis
 
@@ -99,23 +99,7 @@ class AuditLog:
             record["body"] = body
         record["hash"] = _hash(record)
         data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write the audit log ({exc.strerror or exc})") from exc
-        try:
-            if os.fstat(fd).st_size > whole:
-                os.ftruncate(fd, whole)  # a partial record left by a killed writer
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, whole)
-            raise OutputError(f"{self.path}: cannot append to the audit log ({exc.strerror or exc})") from exc
-        finally:
-            os.close(fd)
+        append_whole_lines(self.path, data, lambda _identity: whole, "audit log")
 
     def check(self, raw: bytes | None = None) -> tuple[AuditCheck, list[dict]]:
         """Walk the chain (of the file, or of `raw`: an archived log); return what was found and

@@ -271,6 +271,38 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
     return Path(path)
 
 
+def append_whole_lines(path: Path, data: bytes, committed, what: str, mode: int = 0o600) -> tuple[int, int]:
+    """Append `data` (whole lines) to a log file, durably; return the file's (st_dev, st_ino).
+
+    `committed(identity)` gives how many bytes of the opened file are whole lines the caller
+    has read: anything past them is a killed writer's partial line and is cut off first. On an
+    error the file is cut back to that length, so no partial line is left (disk full, …).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the {what} ({exc.strerror or exc})") from exc
+    length = None
+    try:
+        info = os.fstat(fd)
+        identity = (info.st_dev, info.st_ino)
+        length = committed(identity)
+        if info.st_size > length:
+            os.ftruncate(fd, length)  # a partial line left by a killed writer
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        if length is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, length)
+        raise OutputError(f"{path}: cannot append to the {what} ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    return identity
+
+
 def encode_lossless(array: np.ndarray, suffix: str, png_compression: int = 3) -> bytes:
     """Encode an RGB(A)/gray uint8/uint16 array as PNG or TIFF bytes (`png_compression`: zlib level)."""
     suffix = suffix.lower()

@@ -40,8 +40,8 @@ from pathlib import Path
 from keras_dkg.common import file_lock, utc_timestamp
 from keras_dkg.errors import InputError, KeyMaterialError, OutputError
 from keras_dkg.runtime import custody, sealing
-from keras_dkg.runtime.audit import GENESIS, AuditLog
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.runtime.audit import AUDIT_NAME, GENESIS, AuditLog
+from keras_dkg.runtime.imageio import append_whole_lines, write_bytes_atomic
 from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
 from keras_dkg.runtime.keys import (
     Key,
@@ -93,7 +93,7 @@ class _Reader:
                 handle.seek(self.offset - len(self.tail))
                 return handle.read(len(self.tail)) != self.tail
         except FileNotFoundError:
-            return path.name == INDEX_NAME or path.parent.name != SHARDS_FOLDER  # a merged shard is expected to go
+            return path.parent.name != SHARDS_FOLDER  # the main index gone: replaced; a merged shard is expected to go
         except OSError as exc:
             raise KeyMaterialError(f"{path}: cannot read the key store index ({exc.strerror or exc})") from exc
 
@@ -167,7 +167,7 @@ class KeyStore:
         elif not self.index_path.is_file():
             raise KeyMaterialError(f"{self.folder}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
         genesis = self.vault.manifest.get("audit_genesis", GENESIS) if self.vault is not None else GENESIS
-        self.audit = AuditLog(self.folder, self.vault, genesis)
+        self.audit = AuditLog(self.folder / AUDIT_NAME, self.vault, genesis)
         self._write_path = self.index_path
         if self.shard is not None:  # this process writes only its own shard files (docs/scale.md)
             try:
@@ -175,8 +175,7 @@ class KeyStore:
             except OSError as exc:
                 raise OutputError(f"{self.folder}: cannot create {SHARDS_FOLDER}/ ({exc.strerror or exc})") from exc
             self._write_path = self.folder / SHARDS_FOLDER / f"{self.shard}{SHARD_SUFFIX}"
-            self.audit = AuditLog(self.folder, self.vault, GENESIS)
-            self.audit.path = self.folder / SHARDS_FOLDER / f"{self.shard}{AUDIT_SHARD_SUFFIX}"
+            self.audit = AuditLog(self.folder / SHARDS_FOLDER / f"{self.shard}{AUDIT_SHARD_SUFFIX}", self.vault)
         self._audit_warned = False
 
     @property
@@ -347,26 +346,11 @@ class KeyStore:
 
     def _append_bytes(self, path: Path, data: bytes) -> None:
         reader = self._readers.setdefault(path, _Reader())
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot write the key store index ({exc.strerror or exc})") from exc
-        try:
-            stat = os.fstat(fd)
-            if (stat.st_dev, stat.st_ino) != reader.identity:
-                reader.__init__((stat.st_dev, stat.st_ino))  # created just now
-            if stat.st_size > reader.offset:
-                os.ftruncate(fd, reader.offset)  # a partial line left by a killed writer
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, reader.offset)  # no partial line (disk full, ...)
-            raise OutputError(f"{path}: cannot append to the key store index ({exc.strerror or exc})") from exc
-        finally:
-            os.close(fd)
+        # a file other than the one read (created just now) has nothing committed yet
+        identity = append_whole_lines(path, data, lambda found: reader.offset if found == reader.identity else 0,
+                                      "key store index", PRIVATE_MODE)
+        if identity != reader.identity:
+            reader.__init__(identity)
         reader.advance(data)
 
     def _compact_if_worth_it(self) -> None:
@@ -407,12 +391,16 @@ class KeyStore:
             self._compact_if_worth_it()
         return merged
 
+    def audit_shards(self) -> list[AuditLog]:
+        """The workers' own audit chains (SHARDS_FOLDER/*.audit.jsonl), not merged yet."""
+        shards = self.folder / SHARDS_FOLDER
+        paths = sorted(shards.glob(f"*{AUDIT_SHARD_SUFFIX}")) if shards.is_dir() else []
+        return [AuditLog(path, self.vault) for path in paths]
+
     def _merge_audit_shards(self) -> None:
         """Each worker's audit chain, checked, then appended record by record to the main chain."""
-        shards = self.folder / SHARDS_FOLDER
-        for path in sorted(shards.glob(f"*{AUDIT_SHARD_SUFFIX}")) if shards.is_dir() else []:
-            log = AuditLog(self.folder, self.vault)
-            log.path = path
+        for log in self.audit_shards():
+            path = log.path
             check, bodies = log.check()
             if check.broken:
                 raise KeyMaterialError(f"{check.broken}; not merged (the shard is left as it is)")

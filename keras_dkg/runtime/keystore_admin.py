@@ -40,13 +40,11 @@ from keras_dkg.runtime.custody import (
 )
 from keras_dkg.runtime.imageio import write_bytes_atomic
 from keras_dkg.runtime.keystore import (
-    AUDIT_SHARD_SUFFIX,
     INDEX_NAME,
     KEYS_FOLDER,
     LOCK_NAME,
     PRIVATE_MODE,
     SEALED_SUFFIX,
-    SHARDS_FOLDER,
     KeyStore,
     write_sealed_key,
 )
@@ -141,7 +139,7 @@ def rotate_store(folder: str | os.PathLike, credentials: Credentials, new_creden
         _phase("commit", fail_after)
         (store.folder / old.manifest["index"]).unlink(missing_ok=True)
         _phase("cleanup", fail_after)
-        AuditLog(store.folder, vault, vault.manifest.get("audit_genesis", GENESIS)).append(
+        AuditLog(store.folder / AUDIT_NAME, vault, vault.manifest.get("audit_genesis", GENESIS)).append(
             "rotate", generation=generation, keys=len(entries), protection=new_credentials.kind)
     return {"generation": generation, "keys": len(entries)}
 
@@ -186,10 +184,8 @@ def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_afte
         vault.manifest.update(audit_genesis=check.head, audit_archive={"file": archive, "generation": 1,
                                                                        "records": check.records})
         (plain.folder / NEXT_AUDIT).unlink(missing_ok=True)
-        next_log = AuditLog(plain.folder, vault, check.head)
-        next_log.path = plain.folder / NEXT_AUDIT
-        next_log.append("protect", keys=len(lines), archived_records=check.records,
-                        protection=credentials.kind)
+        AuditLog(plain.folder / NEXT_AUDIT, vault, check.head).append(
+            "protect", keys=len(lines), archived_records=check.records, protection=credentials.kind)
         _phase("archive", fail_after)
         _write_manifest(plain.folder, vault.manifest)
         _phase("commit", fail_after)
@@ -288,20 +284,14 @@ def audit_store(store: KeyStore) -> tuple[list[str], list[dict], int]:
         except (OSError, KeyMaterialError) as exc:
             problems.append(f"{path}: the archived plain audit log does not open ({exc})")
         else:
-            check, bodies = AuditLog(store.folder).check(raw)
+            check, bodies = AuditLog(path).check(raw)
             count += check.records
             records += bodies
             if check.broken:
                 problems.append(f"{path} (archived log): {check.broken.split(': ', 1)[-1]}")
             elif check.head != store.vault.manifest.get("audit_genesis"):
                 problems.append(f"{path}: the archived log does not end where the current log begins")
-    logs = [store.audit]
-    shards = store.folder / SHARDS_FOLDER
-    for path in sorted(shards.glob(f"*{AUDIT_SHARD_SUFFIX}")) if shards.is_dir() else []:
-        log = AuditLog(store.folder, store.vault)  # each worker's shard is a chain of its own
-        log.path = path
-        logs.append(log)
-    for log in logs:
+    for log in [store.audit, *store.audit_shards()]:  # each worker's shard is a chain of its own
         check, bodies = log.check()
         count += check.records
         records += bodies
