@@ -45,6 +45,46 @@ def test_sensitivity_and_nonce_relatedness():
     assert related["pairs"] == 2 and related["equal_share"] == 1.0 and related["excess_se"] > 10
 
 
+def test_locality_splits_changed_bytes_at_the_reach():
+    key = np.zeros((16, 16, 3), np.uint8)
+    twin = key.copy()
+    twin[6:11, 6:11] = 1  # every byte within 2 pixels of (8, 8) changed...
+    twin[0, 0, 0] = 1  # ...and one byte far away
+    reach = np.zeros((16, 16), bool)
+    reach[4:13, 4:13] = True  # what the convolutions reach: 81 of 256 pixels
+    local = statistics.one_pixel_locality([(key, twin)], [(8, 8)], [reach])
+    assert local["bound_npcr"] == pytest.approx(100 * 81 / 256)
+    assert local["npcr_inside"] == pytest.approx(100 * 25 / 81)
+    assert local["npcr_outside"] == pytest.approx(100 * 1 / ((256 - 81) * 3))
+    assert local["changed_outside_share"] == pytest.approx(1 / 76)
+    rings = {r["from"]: r["changed_percent"] for r in local["rings"]}
+    assert rings[0] == 100.0 and rings[2] == pytest.approx(100 * 16 / 40) and rings[4] == 0.0  # d = 2 of d = 2, 3
+
+
+def test_local_reach_is_exactly_what_convolutions_without_norm_change():
+    """A G-shaped chain without instance norm, all-ones kernels: the output changes exactly on the reach."""
+    import keras
+
+    from keras_dkg.diagnose.keys import local_reach
+    from keras_dkg.train.networks import ReflectionPadding2D
+
+    inputs = keras.Input((None, None, 1))
+    x = ReflectionPadding2D(3)(inputs)
+    x = keras.layers.Conv2D(1, 7, padding="valid", use_bias=False, kernel_initializer="ones")(x)
+    x = keras.layers.Conv2D(1, 3, strides=2, padding="same", use_bias=False, kernel_initializer="ones")(x)
+    x = ReflectionPadding2D(1)(x)
+    x = keras.layers.Conv2D(1, 3, padding="valid", use_bias=False, kernel_initializer="ones")(x)
+    x = keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same", use_bias=False, kernel_initializer="ones")(x)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", use_bias=False, kernel_initializer="ones")(x)
+    chain = keras.Model(inputs, outputs)
+    for row, col in ((16, 16), (0, 5), (31, 30)):
+        delta = np.zeros((1, 32, 32, 1), np.float32)
+        delta[0, row, col] = 1.0
+        changed = np.asarray(chain(delta))[0, ..., 0] > 0
+        assert np.array_equal(changed, np.outer(local_reach(chain, 32, row), local_reach(chain, 32, col)))
+    assert 0 < local_reach(chain, 32, 16).sum() < 32
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from keras_dkg import fit
@@ -65,9 +105,13 @@ def test_diagnose_a_tiny_run(tiny_run, tmp_path, capsys):
     assert report["training"]["steps"] == [1, 2, 3, 4] and len(report["training"]["d_loss"]) == 4
     assert [s["step"] for s in report["sample_entropy"]] == [2, 4]
     assert 0 <= report["one_pixel"]["npcr"] <= 100 and report["nonce_keys"]["pairs"] == 2
+    local = report["locality"]
+    assert "changed bytes by distance" in text and local["pairs"] == 3  # one per nonce key, at most --pixel-pairs
+    assert 0 < local["bound_npcr"] <= 100 and 0 < local["centred_reach_share_256"] < local["centred_reach_share"]
     assert len(report["keys"]["autocorrelation"]["horizontal"]) == statistics.MAX_LAG
     assert sorted(p.name for p in plots.iterdir()) == sorted(
-        ["histograms.png", "autocorrelation.png", "spectrum.png", "training.png", "sample_entropy.png", "keys.png"])
+        ["histograms.png", "autocorrelation.png", "spectrum.png", "locality.png", "training.png", "sample_entropy.png",
+         "keys.png"])
     # an existing report is kept unless --overwrite
     before = report_path.read_bytes()
     assert main([str(tiny_run), "--json", str(report_path)]) != 0

@@ -78,17 +78,27 @@ def ort_variants(threads: int):
     return variants
 
 
-def _fused_instance_norm(model: Path) -> tuple[bytes, int] | None:
-    """(model bytes, norms fused) of the InstanceNormalization rewrite; None without the onnx package."""
+def graph_variants(model: Path) -> list[tuple[str, bytes]]:
+    """The exported graph's rewrites, each cumulative (export/onnx_rewrite.py); [] without the onnx package.
+
+    `model` is tf2onnx's graph as it is before any rewrite (the export before issue 15).
+    """
     try:
         import onnx
     except ImportError:
-        return None
-    from keras_dkg.export.onnx_rewrite import fuse_instance_norm
+        return []
+    from keras_dkg.export import onnx_rewrite
 
-    proto = onnx.load(str(model))
-    count = fuse_instance_norm(proto)
-    return (proto.SerializeToString(), count) if count else None
+    steps = [("norms fused to InstanceNormalization", onnx_rewrite.fuse_instance_norm),
+             ("+ transposed-conv crop as pads (dkg-export today)", onnx_rewrite.fold_transpose_crop),
+             ("+ ConvTranspose as Conv + DepthToSpace (not exported)", onnx_rewrite.transpose_as_depth_to_space)]
+    proto, variants, label = onnx.load(str(model)), [], ""
+    for name, rewrite in steps:
+        if not rewrite(proto):
+            break
+        label = f"{label} {name}".strip()
+        variants.append((f"onnxruntime CPU, tuned, {label}", proto.SerializeToString()))
+    return variants
 
 
 def bench_ort(model: Path, size: int, batches: list[int], quick: bool) -> list[dict]:
@@ -97,19 +107,23 @@ def bench_ort(model: Path, size: int, batches: list[int], quick: bool) -> list[d
     rows = []
     rng = np.random.default_rng(0)
     variants = [(label, options, providers, str(model)) for label, options, providers in ort_variants(os.cpu_count() or 1)]
-    fused = _fused_instance_norm(model)
-    if fused is not None:  # the same graph with each decomposed instance norm as one InstanceNormalization node
-        tuned = variants[1][1]
-        variants.append((f"onnxruntime CPU, tuned, {fused[1]} norms fused to InstanceNormalization "
-                         "(export/onnx_rewrite.py)", tuned, ["CPUExecutionProvider"], fused[0]))
+    tuned = variants[1][1]
+    variants += [(label, tuned, ["CPUExecutionProvider"], graph) for label, graph in graph_variants(model)]
+    sessions = []
     for label, options, providers, source in variants:
         session = ort.InferenceSession(source, options, providers=providers)
-        name = session.get_inputs()[0].name
-        for batch in batches:
-            x = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
-            feed = {name: x}
-            seconds = median_seconds(lambda s=session, f=feed: s.run(None, f), repeats_for(batch, quick), warmup=2)
-            rows.append({"path": label, "batch": batch, "seconds": seconds, "provider": session.get_providers()[0]})
+        sessions.append((label, session, session.get_inputs()[0].name))
+    for batch in batches:  # the variants take turns, so the machine's drift hits them alike
+        x = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+        runs = [lambda s=session, f={name: x}: s.run(None, f) for _, session, name in sessions]
+        for run in runs:
+            run(), run()  # warm-up
+        times = [[] for _ in runs]
+        for _ in range(repeats_for(batch, quick)):
+            for index, run in enumerate(runs):
+                times[index].append(_timed(run))
+        rows += [{"path": label, "batch": batch, "seconds": float(np.median(t)), "provider": session.get_providers()[0]}
+                 for (label, session, _), t in zip(sessions, times, strict=True)]
     return rows
 
 

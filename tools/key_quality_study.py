@@ -30,6 +30,8 @@ CELLS = {
     "augment": ["--domain-augment"],
     "sens1": ["--sensitivity-weight", "1"],
     "unif1": ["--uniformity-weight", "1"],
+    "unif3": ["--uniformity-weight", "3"],
+    "unif10": ["--uniformity-weight", "10"],
     "pred1": ["--predictor-weight", "1"],
     "r1+sens+unif": ["--r1", "1", "--sensitivity-weight", "1", "--uniformity-weight", "1"],
     "r1+sens+unif+pred": ["--r1", "1", "--sensitivity-weight", "1", "--uniformity-weight", "1",
@@ -54,6 +56,15 @@ COLUMNS = [  # (header, path into the diagnosis, format)
     ("D acc end", ("d_acc_end",), "{:.2f}"),
     ("steps/s", ("steps_per_second",), "{:.1f}"),
 ]
+LOCALITY_COLUMNS = [  # where a one-pixel seed change moves key bytes (diagnose's locality block)
+    ("NPCR %", ("one_pixel", "npcr"), "{:.1f}"),
+    ("reach % (local bound)", ("locality", "bound_npcr"), "{:.1f}"),
+    ("changed inside reach %", ("locality", "npcr_inside"), "{:.1f}"),
+    ("changed beyond reach %", ("locality", "npcr_outside"), "{:.2f}"),
+    ("changed within 8 px %", ("within8",), "{:.1f}"),
+    ("changed 32+ px away %", ("beyond32",), "{:.1f}"),
+    ("centred pixel's reach at 256² %", ("reach256",), "{:.1f}"),
+]
 
 
 def run(command: list[str]) -> None:
@@ -65,21 +76,31 @@ def run(command: list[str]) -> None:
 def measure(out: Path, cell: str, seed: int, args: argparse.Namespace) -> dict:
     run_dir = out / cell / f"seed{seed}"
     report_path = run_dir / "diagnosis.json"
-    if not report_path.is_file():
+    stale = report_path.is_file() and "locality" not in json.loads(report_path.read_text())
+    if stale or not report_path.is_file():  # a diagnosis from before the locality block is made again
         if not (run_dir / "generator.keras").is_file():
             resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
             run([sys.executable, "-m", "keras_dkg.fit", "--steps", str(args.steps), "--image-size", str(args.size),
                  "--residual-blocks", str(args.residual_blocks), "--seed", str(seed), "--out", str(run_dir),
                  "--checkpoint-every", str(max(1, args.steps // 4)), "--no-progress", *resume, *CELLS[cell]])
         run([sys.executable, "-m", "keras_dkg.diagnose", str(run_dir), "--json", str(report_path),
-             "--nonces", str(args.nonces)])
+             "--nonces", str(args.nonces), *(["--overwrite"] if stale else [])])
     report = json.loads(report_path.read_text())
     curves = report["training"]
     tail = slice(-max(1, len(curves["steps"]) // 10), None)  # the last tenth of training
     bytes_ = report["keys"]["bytes"]
     auto = report["keys"]["autocorrelation"]
     speed = json.loads((run_dir / "run.json").read_text())["summary"]["steps_per_second"]
-    return {**report, "steps_per_second": speed, "saturated": bytes_["zero_share"] + bytes_["full_share"],
+    rings = report["locality"]["rings"]
+
+    def ring_share(selected) -> float:
+        chosen = [r for r in rings if selected(r)]
+        total = sum(r["bytes"] for r in chosen)
+        return sum(r["changed_percent"] * r["bytes"] for r in chosen) / total if total else float("nan")
+
+    return {**report, "within8": ring_share(lambda r: r["to"] is not None and r["to"] <= 8),
+            "beyond32": ring_share(lambda r: r["from"] >= 32),
+            "reach256": 100 * report["locality"]["centred_reach_share_256"], "steps_per_second": speed, "saturated": bytes_["zero_share"] + bytes_["full_share"],
             "nonce_equal_pct": 100 * report["nonce_keys"]["equal_share"],
             "lag1": max(abs(auto["horizontal"][0]), abs(auto["vertical"][0])),
             "d_loss_end": float(np.mean(curves["d_loss"][tail])),
@@ -93,11 +114,11 @@ def value(result: dict, path: tuple):
     return float(result)
 
 
-def table(results: dict[str, list[dict]]) -> str:
-    lines = ["| cell | " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+def table(results: dict[str, list[dict]], columns: list = COLUMNS) -> str:
+    lines = ["| cell | " + " | ".join(h for h, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for cell, runs in results.items():
         cells = []
-        for _, path, fmt in COLUMNS:
+        for _, path, fmt in columns:
             values = [value(r, path) for r in runs]
             spread = f" ({fmt.format(min(values))}–{fmt.format(max(values))})" if len(values) > 1 else ""
             cells.append(fmt.format(float(np.mean(values))) + spread)
@@ -124,6 +145,8 @@ def main() -> None:
                for cell, runs in results.items()}
     (out / "results.json").write_text(json.dumps({"args": vars(args), "cells": CELLS, "results": summary}, indent=2))
     print(table(results))
+    print()
+    print(table(results, LOCALITY_COLUMNS))
 
 
 if __name__ == "__main__":

@@ -48,10 +48,45 @@ def nonce_seeds(seed_uint8: np.ndarray, count: int) -> list[np.ndarray]:
     return [perturb_seed(seed_uint8, nonce) for nonce in range(1, count + 1)]
 
 
-def one_pixel_twin(seed_uint8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The seed with one pixel (all channels) set to another random value (paper Table IV)."""
+def one_pixel_twin(seed_uint8: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
+    """The seed with one pixel (all channels) set to another random value (paper Table IV), and where."""
     twin = seed_uint8.copy()
-    row, col = rng.integers(0, twin.shape[0]), rng.integers(0, twin.shape[1])
+    row, col = int(rng.integers(0, twin.shape[0])), int(rng.integers(0, twin.shape[1]))
     old = int(twin[row, col, 0])
     twin[row, col, :] = (old + rng.integers(1, 256)) % 256
-    return twin
+    return twin, (row, col)
+
+
+def local_reach(generator, size: int, position: int) -> np.ndarray:
+    """Which of `size` key positions along one axis a seed change at `position` reaches locally.
+
+    Follows G's padding and convolutions (their own kernel sizes, strides and padding rules,
+    through `keras.ops`) on a 0/1 indicator; a square kernel makes the reach of a pixel the
+    product of its row and column reaches. Instance norm is left out on purpose: its
+    image-wide mean and variance carry every change everywhere, but diluted by the image's
+    area, and `statistics.one_pixel_locality` measures how much of the key that moves.
+    """
+    import keras
+
+    from keras_dkg.train.networks import ReflectionPadding2D
+
+    reach = np.zeros(size, np.float32)
+    reach[position] = 1.0
+    for layer in generator.layers:
+        if isinstance(layer, ReflectionPadding2D):
+            reach = np.pad(reach, layer.padding, mode="reflect")
+            continue
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            kernel = np.ones((layer.kernel_size[0], 1, 1), np.float32)
+            reach = keras.ops.conv_transpose(reach[None, :, None], kernel, strides=layer.strides[0],
+                                             padding=layer.padding)
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = np.ones((layer.kernel_size[0], 1, 1), np.float32)
+            reach = keras.ops.conv(reach[None, :, None], kernel, strides=layer.strides[0], padding=layer.padding,
+                                   dilation_rate=layer.dilation_rate[0])
+        else:
+            continue
+        reach = (np.asarray(reach).reshape(-1) > 0).astype(np.float32)
+    if reach.size != size:
+        raise ValueError(f"the generator maps {size} positions to {reach.size}; expected a same-size key")
+    return reach > 0

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from keras_dkg.analysis.plots import key_tiles
 from keras_dkg.runtime.imageio import atomic_output
 
-FILES = ("histograms.png", "autocorrelation.png", "spectrum.png", "training.png", "sample_entropy.png", "keys.png")
+FILES = ("histograms.png", "autocorrelation.png", "spectrum.png", "locality.png", "training.png",
+         "sample_entropy.png", "keys.png")
 
 
 def _save(figure: Figure, path: Path, overwrite: bool) -> Path:
@@ -70,6 +71,22 @@ def spectrum(key_power: np.ndarray, domain_power: np.ndarray | None, path: Path,
     return _save(figure, path, overwrite)
 
 
+def locality(local: dict, path: Path, overwrite: bool) -> Path:
+    """Share of key bytes a one-pixel seed change moves, by distance from the pixel."""
+    figure = Figure(figsize=(6, 3.6))
+    axes = figure.add_subplot(1, 1, 1)
+    rings = local["rings"]
+    labels = [f"{r['from']}-{'' if r['to'] is None else r['to']}" for r in rings]
+    axes.bar(labels, [r["changed_percent"] for r in rings], color="tab:blue")
+    axes.axhline(100 * 255 / 256, color="gray", linestyle=":", label="independent keys (99.61 %)")
+    axes.set_ylim(0, 100)
+    axes.set_xlabel("distance from the changed seed pixel (pixels, Chebyshev)")
+    axes.set_ylabel("key bytes changed (%)")
+    axes.set_title(f"G's convolutions reach {local['bound_npcr']:.0f} % of the key here")
+    axes.legend(fontsize="small")
+    return _save(figure, path, overwrite)
+
+
 def training(curves: dict, path: Path, overwrite: bool) -> Path:
     figure = Figure(figsize=(10, 3.6))
     losses, accuracy = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
@@ -101,7 +118,8 @@ def write_all(report: dict, arrays: dict, folder: Path, overwrite: bool) -> list
     """Every figure of `FILES` into `folder` (the training ones only when the run logged them)."""
     written = [histograms(arrays["keys"], arrays["domain"], folder / "histograms.png", overwrite),
                autocorrelation(report, folder / "autocorrelation.png", overwrite),
-               spectrum(arrays["key_spectrum"], arrays["domain_spectrum"], folder / "spectrum.png", overwrite)]
+               spectrum(arrays["key_spectrum"], arrays["domain_spectrum"], folder / "spectrum.png", overwrite),
+               locality(report["locality"], folder / "locality.png", overwrite)]
     if report["training"]["steps"]:
         written.append(training(report["training"], folder / "training.png", overwrite))
     if report["sample_entropy"]:

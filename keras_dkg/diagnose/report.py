@@ -13,6 +13,7 @@ from keras_dkg.runtime.imageio import read_image
 from keras_dkg.runtime.preprocess import preprocess_uint8
 
 CURVE_ROWS = 10
+PAPER_SIZE = 256  # the paper's key size, for the locality bound
 
 
 def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8, pixel_pairs: int = 4,
@@ -30,9 +31,10 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
     generator = keygen.load_generator(run_dir, options)
     seeds = keygen.nonce_seeds(seed_uint8, nonces)
     rng = np.random.default_rng(seed)
-    twins = [keygen.one_pixel_twin(s, rng) for s in seeds[:pixel_pairs]]
-    made = keygen.generate(generator, seeds + twins)
+    twins, positions = zip(*(keygen.one_pixel_twin(s, rng) for s in seeds[:pixel_pairs]), strict=True)
+    made = keygen.generate(generator, seeds + list(twins))
     keys, twin_keys = made[:nonces], made[nonces:]
+    pixel_pairs_keys = list(zip(keys[:pixel_pairs], twin_keys, strict=True))
     reference = statistics.uniform_reference(keys.shape, seed)
     domain = run_folder.domain_images(run_folder.domain_folder(run_dir, options), size,
                                       gray=bool(options.get("domain_gray")))
@@ -48,7 +50,8 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
         "run": str(run_dir), "image_size": size, "seed_image": str(seed_path), "nonces": nonces,
         "options": options, "steps_done": record.get("summary", {}).get("steps_done"),
         "keys": describe(keys), "domain": describe(domain), "uniform_reference": describe(reference),
-        "one_pixel": statistics.one_pixel_sensitivity(list(zip(keys[:pixel_pairs], twin_keys, strict=True))),
+        "one_pixel": statistics.one_pixel_sensitivity(pixel_pairs_keys),
+        "locality": _locality(generator, size, pixel_pairs_keys, list(positions)),
         "nonce_keys": statistics.nonce_relatedness(keys),
         "training": run_folder.training_curves(run_dir),
         "sample_entropy": run_folder.entropy_over_steps(samples),
@@ -57,6 +60,19 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
               "key_spectrum": statistics.power_spectrum(keys),
               "domain_spectrum": None if domain is None else statistics.power_spectrum(domain)}
     return report, arrays
+
+
+def _locality(generator, size: int, pairs: list, positions: list[tuple[int, int]]) -> dict:
+    """`statistics.one_pixel_locality`, plus the share a centred pixel reaches here and at the paper's 256²."""
+    def reach(rows: int, row: int, col: int) -> np.ndarray:
+        return np.outer(keygen.local_reach(generator, rows, row), keygen.local_reach(generator, rows, col))
+
+    result = statistics.one_pixel_locality(pairs, positions, [reach(size, r, c) for r, c in positions])
+    result["centred_reach_share"] = float(reach(size, size // 2, size // 2).mean())
+    result["centred_reach_share_256"] = float(reach(PAPER_SIZE, PAPER_SIZE // 2, PAPER_SIZE // 2).mean())
+    row = keygen.local_reach(generator, PAPER_SIZE, PAPER_SIZE // 2)
+    result["reach_span_256"] = int(row.sum())  # key pixels along one axis a centred seed pixel reaches
+    return result
 
 
 def _pick(count: int, rows: int) -> list[int]:
@@ -98,6 +114,18 @@ def format_text(report: dict) -> str:
               f"keys of nonces i, i+1: {100 * nonce['equal_share']:.2f} % equal bytes; chance from their histograms "
               f"{100 * nonce['chance']:.2f} %, uniform {100 * nonce['uniform_chance']:.2f} %; "
               f"excess {nonce['excess_se']:.1f} standard errors"]
+    local = report["locality"]
+    inside = "-" if local["npcr_inside"] is None else f"{local['npcr_inside']:.2f} %"
+    outside = "-" if local["npcr_outside"] is None else f"{local['npcr_outside']:.3f} %"
+    lines += [f"locality: G's convolutions reach {100 * local['reach_share']:.1f} % of the key from the changed "
+              f"pixels (a centred pixel {100 * local['centred_reach_share']:.1f} %; at 256² "
+              f"{local['reach_span_256']}² px = {100 * local['centred_reach_share_256']:.1f} %): NPCR at most "
+              f"{local['bound_npcr']:.1f} % without instance norm's image-wide statistics",
+              f"  bytes changed inside the reach {inside}, beyond it {outside} "
+              f"({100 * local['changed_outside_share']:.1f} % of all changed bytes)",
+              "  changed bytes by distance from the pixel: " + ", ".join(
+                  f"{r['from']}-{'' if r['to'] is None else r['to']}: {r['changed_percent']:.1f} %"
+                  for r in local["rings"])]
     curves = report["training"]
     if curves["steps"]:
         names = [n for n in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "r1", "noise_sigma") if n in curves]

@@ -100,6 +100,46 @@ def one_pixel_sensitivity(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
             "npcr_min": float(min(v.npcr for v in values))}
 
 
+RING_EDGES = (0, 2, 4, 8, 16, 32, 64, 128)
+
+
+def one_pixel_locality(pairs: list[tuple[np.ndarray, np.ndarray]], positions: list[tuple[int, int]],
+                       reaches: list[np.ndarray]) -> dict:
+    """Where the bytes that a one-pixel seed change moves lie: inside G's local reach or beyond it.
+
+    `reaches[i]` is the H×W mask of key pixels that the change at `positions[i]` reaches
+    through G's convolutions (`keys.local_reach`); beyond it only instance norm's image-wide
+    statistics carry the change. `bound_npcr` is the NPCR if every reached byte changed and
+    no other did, the most a purely local G can give. Rings are Chebyshev distances from
+    the changed pixel, so a falling profile shows the change fading inside the reach too.
+    """
+    inside = outside = inside_total = outside_total = 0
+    shares = []
+    ring_changed = np.zeros(len(RING_EDGES), np.int64)
+    ring_total = np.zeros(len(RING_EDGES), np.int64)
+    for (a, b), (row, col), reach in zip(pairs, positions, reaches, strict=True):
+        changed = np.asarray(a) != np.asarray(b)  # H×W×C
+        mask = np.broadcast_to(reach[..., None], changed.shape)
+        inside += int(changed[mask].sum())
+        outside += int(changed[~mask].sum())
+        inside_total += int(mask.sum())
+        outside_total += int((~mask).sum())
+        shares.append(float(reach.mean()))
+        rows, cols = np.indices(reach.shape)
+        distance = np.maximum(abs(rows - row), abs(cols - col))
+        ring = np.searchsorted(RING_EDGES, distance, side="right") - 1
+        per_pixel = changed.sum(axis=-1)
+        ring_changed += np.bincount(ring.ravel(), weights=per_pixel.ravel(), minlength=len(RING_EDGES)).astype(np.int64)
+        ring_total += np.bincount(ring.ravel(), minlength=len(RING_EDGES)) * changed.shape[-1]
+    rings = [{"from": int(RING_EDGES[i]), "to": None if i + 1 == len(RING_EDGES) else int(RING_EDGES[i + 1]),
+              "bytes": int(ring_total[i]), "changed_percent": 100.0 * float(ring_changed[i]) / float(ring_total[i])}
+             for i in range(len(RING_EDGES)) if ring_total[i]]
+    return {"pairs": len(shares), "reach_share": float(np.mean(shares)), "bound_npcr": 100.0 * float(np.mean(shares)),
+            "npcr_inside": 100.0 * inside / inside_total if inside_total else None,
+            "npcr_outside": 100.0 * outside / outside_total if outside_total else None,
+            "changed_outside_share": outside / (inside + outside) if inside + outside else 0.0, "rings": rings}
+
+
 def nonce_relatedness(keys) -> dict:
     """Equal-byte share of consecutive keys (one seed, different nonces) vs their histograms' chance."""
     stack = _stack(keys)

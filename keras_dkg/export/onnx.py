@@ -11,8 +11,9 @@ keeps the output name, opset and logs under our control, so that is the route.
 
 Our InstanceNormalization is mean/variance ops, which tf2onnx writes as ten nodes per norm
 (GlobalAveragePool, Sub, Mul, Sqrt, Reciprocal, …); `onnx_rewrite.fuse_instance_norm`
-then makes each one ONNX InstanceNormalization node (1.12× faster keys under dkg-keygen's
-session options), before the parity check.
+then makes each one ONNX InstanceNormalization node, and `fold_transpose_crop` turns
+tf2onnx's run-time crop after each transposed convolution into the node's own pads, before
+the parity check (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import Counter
 
 from keras_dkg.common import quiet
 from keras_dkg.errors import InputError, ModelError
-from keras_dkg.export.onnx_rewrite import fuse_instance_norm
+from keras_dkg.export.onnx_rewrite import optimize
 from keras_dkg.export.parity import check_parity, keras_runner
 from keras_dkg.export.source import ExportResult, SourceModel, check_output, export_metadata
 from keras_dkg.runtime.imageio import write_bytes_atomic
@@ -91,7 +92,7 @@ def export_onnx(
     output = check_output(output, ".onnx", overwrite)
     start = time.perf_counter()
     proto = convert(source.model, opset, verbose)
-    fused = fuse_instance_norm(proto)  # one InstanceNormalization node per norm (export/onnx_rewrite.py)
+    rewrites = optimize(proto)  # one InstanceNormalization per norm, crops as pads (export/onnx_rewrite.py)
     seconds = time.perf_counter() - start
     report = check_parity(keras_runner(source.model), onnx_runner(proto), source.training_size, "onnx")
     report.require(str(output))
@@ -100,7 +101,7 @@ def export_onnx(
     proto.doc_string = "keras_dkg DeepKeyGen generator: seed (N,H,W,3) float32 in [-1,1] -> key, tanh"
     onnx.checker.check_model(proto)
     write_bytes_atomic(output, proto.SerializeToString(), overwrite=overwrite)
-    details = {"nodes": len(proto.graph.node), "instance_norms_fused": fused, "ops": op_histogram(proto),
+    details = {"nodes": len(proto.graph.node), **rewrites, "ops": op_histogram(proto),
                "convert_seconds": round(seconds, 2),
                "opset": opset, "bytes": output.stat().st_size}
     return ExportResult(output, report, metadata, details)

@@ -8,9 +8,16 @@ one ONNX `InstanceNormalization(x, γ, β, epsilon)` node, which
 onnxruntime runs as one kernel. The parity check of the export (export/parity.py) still
 compares the rewritten graph with Keras, so a rewrite that changed a key is refused.
 
-`dkg-export onnx` applies it. Measured (tools/bench_keygen.py, 256² key, 2-core CPU,
-onnxruntime 1.32, dkg-keygen's session options): 45.8 against 51.4 ms per key (1.12×,
-61 % of numpy sgemm's GFLOP/s); with onnxruntime's default options the two run alike.
+tf2onnx writes Keras' `Conv2DTranspose(3, strides=2, padding="same")` as a ConvTranspose
+without pads (output 2H+1) followed by a Slice and a Pad whose bounds a Shape/Gather/Div/
+Max subgraph computes at run time from the requested output size 2H: start (2H+1-2H)//2 = 0,
+end 2H, pad max(2H-(2H+1), 0) = 0, for every H and W. `fold_transpose_crop` writes that
+as the ConvTranspose's own `pads` (0 before, 1 after) and drops the Slice, the Pad and the
+subgraph (147 → 69 nodes in the 6-block generator), the same arithmetic bit for bit.
+`transpose_as_depth_to_space` (a benchmark variant, not exported: it was not faster)
+rewrites that ConvTranspose as a 2×2 Conv to 4× the channels + DepthToSpace.
+
+`dkg-export onnx` applies `optimize` (both of the first two). Speed: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -139,6 +146,122 @@ def fuse_instance_norm(proto) -> int:
         graph.node.extend(kept)
         _drop_unused_initializers(graph)
     return fused
+
+
+def _attributes(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _crop_after(transpose, consumers):
+    """(Slice, Pad) of tf2onnx's "same" emulation after a stride-2 3×3 ConvTranspose, or None.
+
+    Only the shape tf2onnx writes for Keras' layer: no pads or output shape of its own, the
+    output read by one Slice (data input) and otherwise only by Shape nodes, the Slice by one
+    constant-mode Pad. For that kernel and stride the crop is one row and column at the end.
+    """
+    attributes = _attributes(transpose)
+    if (list(attributes.get("kernel_shape", [])) != [3, 3] or list(attributes.get("strides", [])) != [2, 2]
+            or any(v != 1 for v in attributes.get("dilations", [1, 1])) or attributes.get("group", 1) != 1
+            or any(key in attributes for key in ("pads", "output_padding", "output_shape"))
+            or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+        return None
+    users = consumers.get(transpose.output[0], [])
+    slices = [n for n in users if n.op_type == "Slice"]
+    if len(slices) != 1 or slices[0].input[0] != transpose.output[0] or any(
+            n.op_type not in ("Slice", "Shape") for n in users):
+        return None
+    pads = consumers.get(slices[0].output[0], [])
+    if len(pads) != 1 or pads[0].op_type != "Pad" or pads[0].input[0] != slices[0].output[0]:
+        return None
+    if _attributes(pads[0]).get("mode", b"constant") not in (b"constant", "constant"):
+        return None
+    return slices[0], pads[0]
+
+
+def fold_transpose_crop(proto) -> int:
+    """Give each stride-2 3×3 ConvTranspose its "same" crop as `pads`, dropping Slice + Pad; return how many."""
+    from onnx import helper
+
+    graph = proto.graph
+    _, consumers, _ = _graph_index(graph)
+    removed, folded = set(), 0
+    for node in list(graph.node):
+        if node.op_type != "ConvTranspose":
+            continue
+        found = _crop_after(node, consumers)
+        if found is None:
+            continue
+        slice_node, pad_node = found
+        node.attribute.append(helper.make_attribute("pads", [0, 0, 1, 1]))
+        node.output[0] = pad_node.output[0]  # its readers now read the ConvTranspose
+        removed.update((id(slice_node), id(pad_node)))
+        folded += 1
+    if folded:
+        kept = [n for n in graph.node if id(n) not in removed]
+        del graph.node[:]
+        graph.node.extend(kept)
+        _drop_dead_nodes(graph)
+    return folded
+
+
+def transpose_as_depth_to_space(proto) -> int:
+    """Each ConvTranspose(3×3, stride 2, pads 0,0,1,1) as Conv(2×2, 4·C out) + DepthToSpace(2); return how many.
+
+    Output pixel (2m+a, 2n+b) of the transposed convolution sums input (m-1+ty, n-1+tx)
+    times kernel tap (r(a,ty), r(b,tx)) with r(0,0)=2, r(0,1)=0, r(1,1)=1 (r(1,0): no tap),
+    so phase (a,b) is a 2×2 convolution; DepthToSpace (DCR) interleaves the four phases.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    _, _, initializers = _graph_index(graph)
+    taps = {(0, 0): 2, (0, 1): 0, (1, 1): 1}
+    replaced, changes = 0, {}
+    for node in graph.node:
+        attributes = _attributes(node)
+        if (node.op_type != "ConvTranspose" or list(attributes.get("pads", [])) != [0, 0, 1, 1]
+                or list(attributes.get("kernel_shape", [])) != [3, 3] or list(attributes.get("strides", [])) != [2, 2]
+                or len(node.input) != 2 or node.input[1] not in initializers):
+            continue
+        weights = numpy_helper.to_array(initializers[node.input[1]])  # C_in, C_out, 3, 3
+        c_in, c_out = weights.shape[:2]
+        kernel = np.zeros((2, 2, c_out, c_in, 2, 2), np.float32)
+        for (a, ty), row in taps.items():
+            for (b, tx), col in taps.items():
+                kernel[a, b, :, :, ty, tx] = weights[:, :, row, col].T
+        name = f"keras_dkg_depth_to_space_{replaced}"
+        graph.initializer.append(numpy_helper.from_array(kernel.reshape(4 * c_out, c_in, 2, 2), f"{name}_kernel"))
+        changes[id(node)] = [
+            helper.make_node("Conv", [node.input[0], f"{name}_kernel"], [f"{name}_phases"], name=f"{name}_conv",
+                             kernel_shape=[2, 2], pads=[1, 1, 0, 0], strides=[1, 1]),
+            helper.make_node("DepthToSpace", [f"{name}_phases"], list(node.output), name=name, blocksize=2,
+                             mode="DCR")]
+        replaced += 1
+    if replaced:
+        nodes = [new for n in graph.node for new in changes.get(id(n), [n])]
+        del graph.node[:]
+        graph.node.extend(nodes)
+        _drop_unused_initializers(graph)
+    return replaced
+
+
+def optimize(proto) -> dict:
+    """The rewrites `dkg-export onnx` applies, in place; how many of each."""
+    return {"instance_norms_fused": fuse_instance_norm(proto), "transpose_crops_folded": fold_transpose_crop(proto)}
+
+
+def _drop_dead_nodes(graph) -> None:
+    """Nodes none of whose outputs is read (the crop's shape arithmetic), then unused initializers."""
+    while True:
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        live = [node for node in graph.node if any(name in read for name in node.output)]
+        if len(live) == len(graph.node):
+            break
+        del graph.node[:]
+        graph.node.extend(live)
+    _drop_unused_initializers(graph)
 
 
 def _drop_unused_initializers(graph) -> None:
