@@ -4,8 +4,10 @@
 
 Rows (ms/key and keys/s at batch 1 and 16): Keras `predict`, `tf.function`, Keras
 `__call__` under `tf.function(jit_compile=True)`, TFLite (XNNPACK), onnxruntime CPU with
-default and tuned session options, the CUDA execution provider when onnxruntime offers
-it, and the paper's 2.07 s/key (Table XIX). The generator's FLOPs (counted from its
+default and tuned session options on tf2onnx's graph (the export before issue 15), the
+tuned options on each cumulative rewrite of export/onnx_rewrite.py (graphs A, B = what
+`dkg-export onnx` writes, C), the CUDA execution provider when onnxruntime offers
+it, and the paper's 2.07 s/key (Table XIX). The onnxruntime rows take turns per repeat. The generator's FLOPs (counted from its
 Conv layers) over the time give GFLOP/s, shown against numpy's sgemm rate on this
 machine (best of several 2048² products) as a share of peak. XOR rows: cv2 vs numpy vs memcpy, MB/s of plaintext.
 
@@ -89,14 +91,14 @@ def graph_variants(model: Path) -> list[tuple[str, bytes]]:
         return []
     from keras_dkg.export import onnx_rewrite
 
-    steps = [("norms fused to InstanceNormalization", onnx_rewrite.fuse_instance_norm),
-             ("+ transposed-conv crop as pads (dkg-export today)", onnx_rewrite.fold_transpose_crop),
-             ("+ ConvTranspose as Conv + DepthToSpace (not exported)", onnx_rewrite.transpose_as_depth_to_space)]
-    proto, variants, label = onnx.load(str(model)), [], ""
-    for name, rewrite in steps:
+    steps = [("graph A: norms fused to InstanceNormalization", onnx_rewrite.fuse_instance_norm),
+             ("graph B: A + transposed-conv crop as pads (dkg-export)", onnx_rewrite.fold_transpose_crop),
+             ("graph C: B + ConvTranspose as Conv + DepthToSpace (not exported)",
+              onnx_rewrite.transpose_as_depth_to_space)]
+    proto, variants = onnx.load(str(model)), []
+    for label, rewrite in steps:
         if not rewrite(proto):
             break
-        label = f"{label} {name}".strip()
         variants.append((f"onnxruntime CPU, tuned, {label}", proto.SerializeToString()))
     return variants
 
