@@ -98,9 +98,10 @@ def measure(out: Path, cell: str, seed: int, args: argparse.Namespace) -> dict:
         total = sum(r["bytes"] for r in chosen)
         return sum(r["changed_percent"] * r["bytes"] for r in chosen) / total if total else float("nan")
 
-    return {**report, "within8": ring_share(lambda r: r["to"] is not None and r["to"] <= 8),
+    return {**report, "steps_per_second": speed, "saturated": bytes_["zero_share"] + bytes_["full_share"],
+            "within8": ring_share(lambda r: r["to"] is not None and r["to"] <= 8),
             "beyond32": ring_share(lambda r: r["from"] >= 32),
-            "reach256": 100 * report["locality"]["centred_reach_share_256"], "steps_per_second": speed, "saturated": bytes_["zero_share"] + bytes_["full_share"],
+            "reach256": 100 * report["locality"]["centred_reach_share_256"],
             "nonce_equal_pct": 100 * report["nonce_keys"]["equal_share"],
             "lag1": max(abs(auto["horizontal"][0]), abs(auto["vertical"][0])),
             "d_loss_end": float(np.mean(curves["d_loss"][tail])),

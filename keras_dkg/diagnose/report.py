@@ -64,14 +64,13 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
 
 def _locality(generator, size: int, pairs: list, positions: list[tuple[int, int]]) -> dict:
     """`statistics.one_pixel_locality`, plus the share a centred pixel reaches here and at the paper's 256²."""
-    def reach(rows: int, row: int, col: int) -> np.ndarray:
-        return np.outer(keygen.local_reach(generator, rows, row), keygen.local_reach(generator, rows, col))
-
-    result = statistics.one_pixel_locality(pairs, positions, [reach(size, r, c) for r, c in positions])
-    result["centred_reach_share"] = float(reach(size, size // 2, size // 2).mean())
-    result["centred_reach_share_256"] = float(reach(PAPER_SIZE, PAPER_SIZE // 2, PAPER_SIZE // 2).mean())
-    row = keygen.local_reach(generator, PAPER_SIZE, PAPER_SIZE // 2)
-    result["reach_span_256"] = int(row.sum())  # key pixels along one axis a centred seed pixel reaches
+    reaches = [np.outer(keygen.local_reach(generator, size, r), keygen.local_reach(generator, size, c))
+               for r, c in positions]
+    result = statistics.one_pixel_locality(pairs, positions, reaches)
+    centred, centred_256 = (keygen.local_reach(generator, n, n // 2) for n in (size, PAPER_SIZE))
+    result["centred_reach_share"] = float(centred.mean()) ** 2  # a square kernel: row reach × column reach
+    result["centred_reach_share_256"] = float(centred_256.mean()) ** 2
+    result["reach_span_256"] = int(centred_256.sum())  # key pixels along one axis a centred seed pixel reaches
     return result
 
 

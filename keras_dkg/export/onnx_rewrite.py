@@ -119,10 +119,9 @@ def fuse_instance_norm(proto) -> int:
 
     graph = proto.graph
     producers, consumers, initializers = _graph_index(graph)
-    fused, removed = 0, set()
-    replacements = {}
+    fused, changes = 0, {}
     for node in list(graph.node):
-        if node.op_type != "GlobalAveragePool" or id(node) in removed:
+        if node.op_type != "GlobalAveragePool" or id(node) in changes:
             continue
         found = _match(node, producers, consumers, initializers)
         if found is None:
@@ -131,27 +130,31 @@ def fuse_instance_norm(proto) -> int:
         name = f"keras_dkg_instance_norm_{fused}"
         graph.initializer.extend([numpy_helper.from_array(gamma.astype(np.float32), f"{name}_scale"),
                                   numpy_helper.from_array(beta.astype(np.float32), f"{name}_bias")])
-        replacements[id(chain[-1])] = helper.make_node("InstanceNormalization", [x, f"{name}_scale", f"{name}_bias"],
-                                                       [output], name=name, epsilon=epsilon)
-        removed.update(id(n) for n in chain)
+        changes.update({id(n): [] for n in chain})
+        changes[id(chain[-1])] = [helper.make_node("InstanceNormalization", [x, f"{name}_scale", f"{name}_bias"],
+                                                   [output], name=name, epsilon=epsilon)]
         fused += 1
     if fused:
-        kept = []
-        for node in graph.node:
-            if id(node) in replacements:
-                kept.append(replacements[id(node)])
-            elif id(node) not in removed:
-                kept.append(node)
-        del graph.node[:]
-        graph.node.extend(kept)
+        _rewrite_nodes(graph, changes)
         _drop_unused_initializers(graph)
     return fused
+
+
+def _rewrite_nodes(graph, changes: dict[int, list]) -> None:
+    """Put `changes[id(node)]` (new nodes, or [] to drop it) in each changed node's place, in order."""
+    nodes = [new for node in graph.node for new in changes.get(id(node), [node])]
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def _attributes(node) -> dict:
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _stride2_3x3(attributes: dict) -> bool:
+    return list(attributes.get("kernel_shape", [])) == [3, 3] and list(attributes.get("strides", [])) == [2, 2]
 
 
 def _crop_after(transpose, consumers):
@@ -162,8 +165,7 @@ def _crop_after(transpose, consumers):
     constant-mode Pad. For that kernel and stride the crop is one row and column at the end.
     """
     attributes = _attributes(transpose)
-    if (list(attributes.get("kernel_shape", [])) != [3, 3] or list(attributes.get("strides", [])) != [2, 2]
-            or any(v != 1 for v in attributes.get("dilations", [1, 1])) or attributes.get("group", 1) != 1
+    if (not _stride2_3x3(attributes) or any(v != 1 for v in attributes.get("dilations", [1, 1])) or attributes.get("group", 1) != 1
             or any(key in attributes for key in ("pads", "output_padding", "output_shape"))
             or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
         return None
@@ -172,12 +174,12 @@ def _crop_after(transpose, consumers):
     if len(slices) != 1 or slices[0].input[0] != transpose.output[0] or any(
             n.op_type not in ("Slice", "Shape") for n in users):
         return None
-    pads = consumers.get(slices[0].output[0], [])
-    if len(pads) != 1 or pads[0].op_type != "Pad" or pads[0].input[0] != slices[0].output[0]:
+    pad = _only(consumers, slices[0].output[0], "Pad")
+    if pad is None or pad.input[0] != slices[0].output[0]:
         return None
-    if _attributes(pads[0]).get("mode", b"constant") not in (b"constant", "constant"):
+    if _attributes(pad).get("mode", b"constant") not in (b"constant", "constant"):
         return None
-    return slices[0], pads[0]
+    return slices[0], pad
 
 
 def fold_transpose_crop(proto) -> int:
@@ -186,7 +188,7 @@ def fold_transpose_crop(proto) -> int:
 
     graph = proto.graph
     _, consumers, _ = _graph_index(graph)
-    removed, folded = set(), 0
+    changes, folded = {}, 0
     for node in list(graph.node):
         if node.op_type != "ConvTranspose":
             continue
@@ -196,12 +198,10 @@ def fold_transpose_crop(proto) -> int:
         slice_node, pad_node = found
         node.attribute.append(helper.make_attribute("pads", [0, 0, 1, 1]))
         node.output[0] = pad_node.output[0]  # its readers now read the ConvTranspose
-        removed.update((id(slice_node), id(pad_node)))
+        changes.update({id(slice_node): [], id(pad_node): []})
         folded += 1
     if folded:
-        kept = [n for n in graph.node if id(n) not in removed]
-        del graph.node[:]
-        graph.node.extend(kept)
+        _rewrite_nodes(graph, changes)
         _drop_dead_nodes(graph)
     return folded
 
@@ -222,8 +222,7 @@ def transpose_as_depth_to_space(proto) -> int:
     for node in graph.node:
         attributes = _attributes(node)
         if (node.op_type != "ConvTranspose" or list(attributes.get("pads", [])) != [0, 0, 1, 1]
-                or list(attributes.get("kernel_shape", [])) != [3, 3] or list(attributes.get("strides", [])) != [2, 2]
-                or len(node.input) != 2 or node.input[1] not in initializers):
+                or not _stride2_3x3(attributes) or len(node.input) != 2 or node.input[1] not in initializers):
             continue
         weights = numpy_helper.to_array(initializers[node.input[1]])  # C_in, C_out, 3, 3
         c_in, c_out = weights.shape[:2]
@@ -240,9 +239,7 @@ def transpose_as_depth_to_space(proto) -> int:
                              mode="DCR")]
         replaced += 1
     if replaced:
-        nodes = [new for n in graph.node for new in changes.get(id(n), [n])]
-        del graph.node[:]
-        graph.node.extend(nodes)
+        _rewrite_nodes(graph, changes)
         _drop_unused_initializers(graph)
     return replaced
 
