@@ -86,6 +86,10 @@ class AuditLog:
             raise KeyMaterialError(f"{self.path}: the last audit record is damaged ({exc}); "
                                    "`dkg-keys audit` shows where") from exc
 
+    def next_seq(self) -> int:
+        """The sequence number the next record gets."""
+        return self._last()[0]
+
     def append(self, action: str, **fields) -> None:
         """Add one record (the caller holds the store's lock)."""
         seq, prev, whole = self._last()

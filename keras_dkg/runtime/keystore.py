@@ -39,7 +39,7 @@ from pathlib import Path
 
 from keras_dkg.common import file_lock, utc_timestamp
 from keras_dkg.errors import InputError, KeyMaterialError, OutputError
-from keras_dkg.runtime import custody, sealing
+from keras_dkg.runtime import custody, keystore_locks, sealing
 from keras_dkg.runtime.audit import AUDIT_NAME, GENESIS, AuditLog
 from keras_dkg.runtime.imageio import append_whole_lines, write_bytes_atomic
 from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
@@ -63,6 +63,8 @@ SEALED_SUFFIX = ".sealed"
 SHARDS_FOLDER = "shards"  # one index file (and one audit chain) per worker of a multi-node batch
 SHARD_SUFFIX = ".jsonl"
 AUDIT_SHARD_SUFFIX = ".audit.jsonl"
+SHARD_LOCK_SUFFIX = ".lock"
+PENDING_PREFIX = ".pending."  # a sealed key written, its index line not yet: keys/.pending.<name>.sealed
 _SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -142,18 +144,30 @@ class KeyStore:
     """
 
     def __init__(self, folder: str | os.PathLike, create: bool = False,
-                 credentials: custody.Credentials | None = None, shard: str | None = None):
+                 credentials: custody.Credentials | None = None, shard: str | None = None,
+                 writer: bool | None = None, wait_s: float = keystore_locks.DEFAULT_WAIT_S):
         self.folder = Path(folder)
         self.shard = _check_shard_name(shard)
         self.index_path = self.folder / INDEX_NAME
         self._lock_path = self.folder / LOCK_NAME
         self.vault: custody.Vault | None = None
         self._thread_lock = threading.RLock()  # threads of one process (the batch's writers) take turns
+        self._hold: keystore_locks.WriterHold | None = None
+        self._shard_hold: keystore_locks.ShardHold | None = None
+        self.live_shards: list[str] = []  # shards the last merge left: their writers were alive
         self._reset()
+        writer = (create or shard is not None) if writer is None else writer
+        if writer and self.folder.is_dir():  # rotate/protect wait for every writer (keystore_locks)
+            self._hold = keystore_locks.WriterHold(self.folder, wait_s)
         if custody.is_protected(self.folder):
             self.vault = custody.unlock(self.folder, credentials)
             self.index_path = self.folder / self.vault.manifest["index"]
+            self._check_index_named()
         elif create:
+            if not self.index_path.exists() and (self.folder / KEYS_FOLDER).is_dir() \
+                    and any((self.folder / KEYS_FOLDER).iterdir()):
+                raise KeyMaterialError(f"{self.folder}: keys/ holds keys but {INDEX_NAME} is missing (moved or "
+                                       "not restored): put the index back; an empty one would hide every key")
             try:
                 (self.folder / KEYS_FOLDER).mkdir(parents=True, exist_ok=True)
                 for path in (self.index_path, self._lock_path):  # an empty index marks a key store
@@ -162,6 +176,8 @@ class KeyStore:
                 raise KeyMaterialError(f"{self.folder}: exists and is not a key store folder") from exc
             except OSError as exc:
                 raise OutputError(f"{self.folder}: cannot create the key store ({exc.strerror or exc})") from exc
+            if writer and self._hold is None:
+                self._hold = keystore_locks.WriterHold(self.folder, wait_s)
         elif not self.folder.is_dir():
             raise KeyMaterialError(f"{self.folder}: no such key store folder")
         elif not self.index_path.is_file():
@@ -174,6 +190,7 @@ class KeyStore:
                 (self.folder / SHARDS_FOLDER).mkdir(exist_ok=True)
             except OSError as exc:
                 raise OutputError(f"{self.folder}: cannot create {SHARDS_FOLDER}/ ({exc.strerror or exc})") from exc
+            self._shard_hold = keystore_locks.ShardHold(self.folder / SHARDS_FOLDER / f"{self.shard}{SHARD_LOCK_SUFFIX}")
             self._write_path = self.folder / SHARDS_FOLDER / f"{self.shard}{SHARD_SUFFIX}"
             self.audit = AuditLog(self.folder / SHARDS_FOLDER / f"{self.shard}{AUDIT_SHARD_SUFFIX}", self.vault)
         self._audit_warned = False
@@ -181,6 +198,33 @@ class KeyStore:
     @property
     def protected(self) -> bool:
         return self.vault is not None
+
+    def close(self) -> None:
+        """Let rotate/protect run: this object writes no more (its shard can be merged)."""
+        for hold in (self._shard_hold, self._hold):
+            if hold is not None:
+                hold.release()
+        self._shard_hold = self._hold = None
+
+    def __enter__(self) -> KeyStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _check_index_named(self) -> None:
+        """The index `store.json` names must be there: a missing one is an error, never an empty store."""
+        expected = f"index.{self.vault.generation}.jsonl"
+        if self.vault.manifest["index"] != expected:
+            raise KeyMaterialError(f"{self.folder / custody.MANIFEST_NAME}: names index "
+                                   f"{self.vault.manifest['index']!r}, but generation {self.vault.generation}'s "
+                                   f"index is {expected} (store.json altered); put back the store's own store.json")
+        if not self.index_path.is_file():
+            newer = sorted(p.name for p in self.folder.glob("index.*.jsonl") if p.name != self.index_path.name)
+            hint = (f"; {', '.join(newer)} is here: store.json may be an older copy — put back the newest "
+                    "store.json") if newer else "; put it back from a backup"
+            raise KeyMaterialError(f"{self.index_path}: the index store.json names is missing (the keys cannot "
+                                   f"be opened without it){hint}")
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -203,6 +247,7 @@ class KeyStore:
     def _refresh_unlocked(self) -> None:
         if self.vault is not None and not self.index_path.exists():
             self._check_unchanged()  # a rotation replaced the index: say so, not "no such key"
+            self._check_index_named()  # not rotated: the index is gone, which is an error, not an empty store
         files = self._index_files()
         if any(self._readers.get(path, _Reader()).replaced(path) for path in files):
             self._reset()  # a file was replaced (compaction) or cut: read it all again
@@ -289,10 +334,13 @@ class KeyStore:
     def _open_key(self, entry: dict) -> Key:
         path = self.folder / entry["key_file"]
         label = str(path)
+        if not path.is_file() and pending_path(path).is_file():
+            path = pending_path(path)  # a writer killed between the line and the rename: the key is here
         if not path.is_file():
             raise KeyMaterialError(f"{path}: no such key file (the index names it: lost or moved)")
         blob = read_bounded(path, MAX_IMAGE_BYTES, "sealed key")
-        payload = self.vault.open_key(sealing.unb64(entry.get("dek", ""), label), path.stem, blob, label)
+        name = Path(entry["key_file"]).stem
+        payload = self.vault.open_key(sealing.unb64(entry.get("dek", ""), label), name, blob, label)
         record = {**entry.get("record", {}), "used_for": copy.deepcopy(entry.get("used_for", []))}
         return verify_key(custody.unpack_pixels(payload, label), record, label)
 
@@ -313,6 +361,8 @@ class KeyStore:
         """Hold the store's lock and bring the in-memory index up to date."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._thread_lock)
+            if self._hold is None and not keystore_locks.holds_exclusive(self.folder):
+                stack.callback(keystore_locks.WriterHold(self.folder).release)  # a one-off writer: this block
             if self.shard is None:  # a shard has one writer: no lock (none that works across nodes either)
                 try:
                     stack.enter_context(file_lock(self._lock_path))
@@ -346,9 +396,17 @@ class KeyStore:
 
     def _append_bytes(self, path: Path, data: bytes) -> None:
         reader = self._readers.setdefault(path, _Reader())
-        # a file other than the one read (created just now) has nothing committed yet
-        identity = append_whole_lines(path, data, lambda found: reader.offset if found == reader.identity else 0,
-                                      "key store index", PRIVATE_MODE)
+
+        def committed(found) -> int:
+            # a file other than the one read (created just now) has nothing committed yet
+            whole = reader.offset if found == reader.identity else 0
+            size = path.stat().st_size
+            keystore_locks.check_tail(path, whole, size)  # only a provably torn append is cut off
+            keystore_locks.begin_append(path, whole, len(data))
+            return whole
+
+        identity = append_whole_lines(path, data, committed, "key store index", PRIVATE_MODE)
+        keystore_locks.end_append(path)
         if identity != reader.identity:
             reader.__init__(identity)
         reader.advance(data)
@@ -366,29 +424,60 @@ class KeyStore:
         reader.advance(data)
         reader.lines = live
 
-    def merge_shards(self) -> int:
-        """Append every shard's lines to the main index and delete the shards; return the lines merged.
+    def merge_shards(self, wait_for: tuple[str, ...] | list[str] = (), wait_s: float = 0.0) -> int:
+        """Append every *finished* shard's lines to the main index and delete it; return the lines merged.
 
-        Run by the batch driver once its workers are done (and by `dkg-keys` before a
-        rotation). Killed between the append and the delete, the lines are there twice:
-        identical entries, harmless, dropped by the next compaction.
+        A shard is finished when its lock (held by its writer for its life) can be taken: a
+        live writer's shard is left for a later merge (`live_shards` names them), so no line
+        appended after it was read is ever deleted. `wait_for` names shards worth waiting up
+        to `wait_s` for (the caller's own, whose writers are ending). Run by the batch
+        driver and by `dkg-keys` before a rotation. Killed between the append and the
+        delete, the lines are there twice: identical entries, dropped by the next compaction.
         """
         if self.shard is not None:
             raise KeyMaterialError("a shard writer cannot merge shards (the driver does)")
         merged = 0
+        self.live_shards = []
         with self._locked():
-            for path in self._index_files()[1:]:
-                data = path.read_bytes()
-                whole = data[:data.rfind(b"\n") + 1]  # a killed worker's partial line is dropped
-                for number, raw in enumerate(whole.split(b"\n")[:-1], start=1):
-                    self._parse(raw, f"{path}:{number}")  # every line opens before any is merged
-                if whole:
-                    self._append_bytes(self.index_path, whole)
-                    merged += whole.count(b"\n")
-                path.unlink()
-                self._readers.pop(path, None)
-            self._merge_audit_shards()
+            for name in self._shard_names():
+                lock = self.folder / SHARDS_FOLDER / f"{name}{SHARD_LOCK_SUFFIX}"
+                with keystore_locks.finished_shard(lock, wait_s if name in wait_for else 0.0) as finished:
+                    if not finished:
+                        self.live_shards.append(name)
+                        continue
+                    merged += self._merge_shard(name)
+                    lock.unlink(missing_ok=True)  # held: no writer of this (unique) name comes back
             self._compact_if_worth_it()
+        return merged
+
+    def _shard_names(self) -> list[str]:
+        shards = self.folder / SHARDS_FOLDER
+        if not shards.is_dir():
+            return []
+        names = {p.name[:-len(AUDIT_SHARD_SUFFIX)] for p in shards.glob(f"*{AUDIT_SHARD_SUFFIX}")}
+        names |= {p.name[:-len(SHARD_SUFFIX)] for p in shards.glob(f"*{SHARD_SUFFIX}")
+                  if not p.name.endswith(AUDIT_SHARD_SUFFIX)}
+        return sorted(names)
+
+    def _merge_shard(self, name: str) -> int:
+        """One finished shard: its index lines (every one opens first), then its audit chain."""
+        path = self.folder / SHARDS_FOLDER / f"{name}{SHARD_SUFFIX}"
+        merged = 0
+        if path.exists():
+            data = path.read_bytes()
+            whole = data[:data.rfind(b"\n") + 1]
+            keystore_locks.check_tail(path, len(whole), len(data))  # a killed worker's torn line only
+            for number, raw in enumerate(whole.split(b"\n")[:-1], start=1):
+                self._parse(raw, f"{path}:{number}")  # every line opens before any is merged
+            if whole:
+                self._append_bytes(self.index_path, whole)
+                merged = whole.count(b"\n")
+        audit = self.folder / SHARDS_FOLDER / f"{name}{AUDIT_SHARD_SUFFIX}"
+        if audit.exists():
+            self._merge_audit_shard(AuditLog(audit, self.vault))
+        for done in (path, keystore_locks.intent_path(path)):
+            done.unlink(missing_ok=True)
+            self._readers.pop(done, None)
         return merged
 
     def audit_shards(self) -> list[AuditLog]:
@@ -397,17 +486,15 @@ class KeyStore:
         paths = sorted(shards.glob(f"*{AUDIT_SHARD_SUFFIX}")) if shards.is_dir() else []
         return [AuditLog(path, self.vault) for path in paths]
 
-    def _merge_audit_shards(self) -> None:
-        """Each worker's audit chain, checked, then appended record by record to the main chain."""
-        for log in self.audit_shards():
-            path = log.path
-            check, bodies = log.check()
-            if check.broken:
-                raise KeyMaterialError(f"{check.broken}; not merged (the shard is left as it is)")
-            for body in bodies:
-                fields = {name: value for name, value in body.items() if name not in ("action", "seq")}
-                self.audit.append(body["action"], **fields, merged_from=path.name, merged_seq=body["seq"])
-            path.unlink()
+    def _merge_audit_shard(self, log: AuditLog) -> None:
+        """A worker's audit chain, checked, then appended record by record to the main chain."""
+        check, bodies = log.check()
+        if check.broken:
+            raise KeyMaterialError(f"{check.broken}; not merged (the shard is left as it is)")
+        for body in bodies:
+            fields = {name: value for name, value in body.items() if name not in ("action", "seq")}
+            self.audit.append(body["action"], **fields, merged_from=log.path.name, merged_seq=body["seq"])
+        log.path.unlink()
 
     def add(self, key: Key, plaintext_sha256: str | None = None, plaintext: str | None = None,
             allow_reuse: bool = False, action: str = "create") -> dict:
@@ -429,12 +516,15 @@ class KeyStore:
                 register_use(used_for, plaintext_sha256, str(plaintext), allow_reuse,
                              f"{self.folder} key {key.fingerprint[:23]}…")
             if self.vault is not None:
-                entry = self._write_sealed(key, record)
+                entry = write_sealed_key(self.folder, self.vault, key, record, pending=True)
             else:
                 entry = self._write_plain(key, record, allow_reuse)
             entry.update(shape=key.record["shape"], nonce=key.record.get("nonce"),
                          created=key.record.get("created", utc_timestamp()))
+            self._anchor(entry)
             self._append(entry)
+            if self.vault is not None:  # the line is durable: the key takes its name (see write_sealed_key)
+                finish_pending(self.folder, entry["key_file"])
             if plaintext_sha256 is not None:  # one record (one fsync) for a key made for one file
                 self.audit.append("encrypt", fingerprint=key.fingerprint, file=str(plaintext), new_key=True)
             else:
@@ -457,8 +547,9 @@ class KeyStore:
         return {"fingerprint": key.fingerprint, "key_file": relative.as_posix(),
                 "record_file": record_path_for(relative).as_posix(), "used_for": used_for}
 
-    def _write_sealed(self, key: Key, record: dict) -> dict:
-        return write_sealed_key(self.folder, self.vault, key, record)
+    def _anchor(self, entry: dict) -> None:
+        """Name, in the (sealed) line, the audit record that goes with it: a log cut below it shows."""
+        entry["audit"] = {"log": self.audit.path.name, "seq": self.audit.next_seq()}
 
     def mark_used(self, fingerprint: str, plaintext_sha256: str, plaintext: str, allow_reuse: bool = False) -> bool:
         """Record that a key encrypts `plaintext`; refuse another plaintext unless allowed.
@@ -478,6 +569,7 @@ class KeyStore:
         if self.vault is None:
             # the record first: it refuses a use the index does not know of (made with --key)
             mark_key_used(self.folder / entry["key_file"], plaintext_sha256, plaintext, allow_reuse)
+        self._anchor(entry)
         self._append(entry)
         self.audit.append("encrypt", fingerprint=fingerprint, file=plaintext)
         return True
@@ -493,28 +585,50 @@ class KeyStore:
             if self.vault is None:
                 release_key_use(self.folder / entry["key_file"], plaintext_sha256)
             if len(entry["used_for"]) != len(used_for):
+                self._anchor(entry)
                 self._append(entry)
                 released = [use.get("plaintext") for use in used_for if use.get("plaintext_sha256") == plaintext_sha256]
                 self.audit.append("release", fingerprint=fingerprint, file=released[0] if released else None)
 
 
-def write_sealed_key(folder: Path, vault: custody.Vault, key: Key, record: dict) -> dict:
-    """The key's pixels under a fresh data key in `keys/<keyed name>.sealed`; its index entry (with the data key)."""
+def write_sealed_key(folder: Path, vault: custody.Vault, key: Key, record: dict, pending: bool = False) -> dict:
+    """The key's pixels under a fresh data key in `keys/<keyed name>.sealed`; its index entry (with the data key).
+
+    `pending=True` writes `keys/.pending.<name>.sealed` instead; `finish_pending` renames it
+    once its index line is durable. So a sealed key under its own name always has a line:
+    one in no line is a lost index line (an error), while a killed writer leaves only a
+    `.pending.` file (its data key was never written: nothing can open it).
+    """
     name = vault.key_name(key.fingerprint)
     relative = Path(KEYS_FOLDER) / f"{name}{SEALED_SUFFIX}"
     dek = sealing.random_key()
     blob = vault.seal_key(dek, name, custody.pack_pixels(key.pixels))
-    # a file of this name is this key stored by a run killed before its index line: its data key
-    # was never written, so it cannot be opened; this copy replaces it
-    write_bytes_atomic(folder / relative, blob, overwrite=True)
+    target = folder / relative
+    # (protect writes final names: until its commit the store is plain and they are nobody's keys)
+    write_bytes_atomic(pending_path(target) if pending else target, blob, overwrite=True)
     kept = {field: value for field, value in record.items() if field != "used_for"}
     return {"fingerprint": key.fingerprint, "key_file": relative.as_posix(), "record": kept,
             "dek": sealing.b64(dek), "used_for": record["used_for"]}
 
 
+def pending_path(path: Path) -> Path:
+    return path.with_name(f"{PENDING_PREFIX}{path.name}")
+
+
+def finish_pending(folder: Path, key_file: str) -> None:
+    """Give a sealed key whose index line is written its own name."""
+    target = folder / key_file
+    try:
+        os.replace(pending_path(target), target)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot name the stored key ({exc.strerror or exc})") from exc
+
+
 def _public(entry: dict) -> dict:
-    """An index entry without the key's data key (what lists, shows and callers see)."""
-    return {name: copy.deepcopy(value) for name, value in entry.items() if name != "dek"}
+    """An index entry without the key's data key and audit anchor (what lists, shows and callers see)."""
+    return {name: copy.deepcopy(value) for name, value in entry.items() if name not in ("dek", "audit")}
 
 
 def store_of_key(key_path: str | os.PathLike) -> KeyStore | None:

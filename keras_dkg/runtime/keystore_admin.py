@@ -3,10 +3,18 @@
 Each operation that changes the kind or the master key of a store has one commit point,
 the atomic replacement of `store.json` (docs/keys.md, "Custody"):
 
-* **rotate** writes the whole index again under the new key-encryption key as
+* **rotate** waits for every writer to end (`keystore_locks.exclusive`), merges the
+  shards, records in `store.json` the name and SHA-256 of the index it is about to write
+  (`pending_index`), writes the whole index again under the new key-encryption key as
   `index.<generation+1>.jsonl` (every data key rewrapped; key files untouched), then
-  replaces `store.json`, then deletes the old index. Killed before the commit, the store
+  replaces `store.json` (which records the old index's name and SHA-256 as
+  `replaced_index`), then deletes the old index. Killed before the commit, the store
   opens with the old master key; after it, with the new one. Never neither.
+
+An index file `store.json` does not name is deleted only when `store.json` accounts for
+it byte for byte (`pending_index`, `replaced_index`); any other is an error that `verify`
+reports and `rotate`/`protect` refuse to run past — it may be the real index beside a
+restored old `store.json`.
 * **protect** writes a sealed copy of every key, the sealed index and the sealed archive of
   the plain audit log beside the plain files, then writes `store.json`, then deletes the
   plain files. Killed before the commit the store is still plain; after it, protected with
@@ -22,12 +30,11 @@ import json
 import os
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_dkg.common import utc_timestamp
 from keras_dkg.errors import InputError, KeyMaterialError, OutputError
-from keras_dkg.runtime import sealing
+from keras_dkg.runtime import keystore_locks, sealing
 from keras_dkg.runtime.audit import AUDIT_NAME, GENESIS, AuditLog
 from keras_dkg.runtime.custody import (
     MANIFEST_NAME,
@@ -44,14 +51,25 @@ from keras_dkg.runtime.keystore import (
     KEYS_FOLDER,
     LOCK_NAME,
     PRIVATE_MODE,
-    SEALED_SUFFIX,
     KeyStore,
+    finish_pending,
     write_sealed_key,
+)
+from keras_dkg.runtime.keystore_check import (  # noqa: F401 (verify/audit are part of this API)
+    NEXT_AUDIT,
+    PROTECT_PENDING,
+    Verification,
+    account,
+    audit_store,
+    plain_leftovers,
+    store_manifest,
+    unaccounted_indexes,
+    unaccounted_message,
+    verify_store,
 )
 
 ROTATE_PHASES = ("derive", "index", "commit", "cleanup")
 PROTECT_PHASES = ("keys", "index", "archive", "commit", "cleanup")
-NEXT_AUDIT = "audit.next.jsonl"
 
 
 class InjectedFailure(RuntimeError):
@@ -116,63 +134,87 @@ def init_store(folder: str | os.PathLike, credentials: Credentials) -> KeyStore:
 
 
 def rotate_store(folder: str | os.PathLike, credentials: Credentials, new_credentials: Credentials,
-                 fail_after: str | None = None) -> dict:
+                 fail_after: str | None = None, wait_s: float = keystore_locks.DEFAULT_WAIT_S) -> dict:
     """A new master key: every data key rewrapped, key files and ciphertexts untouched (module docstring)."""
     store = KeyStore(folder, credentials=credentials)
     if store.vault is None:
         raise InputError(f"{folder}: a plain key store has no master key to rotate; `dkg-keys protect` it first")
     _prepare_credentials(new_credentials, creating=True)
     old = store.vault
-    store.merge_shards()  # every line in the one index that is sealed again
-    with store._locked():
-        _remove_stale_indexes(store.folder, keep=old.manifest["index"])
-        generation = old.generation + 1
-        audit_keys = {**old.audit_keys, generation: sealing.random_key()}
-        vault = _new_vault(store.folder, new_credentials, generation, old.store_id, old.lookup, audit_keys,
-                           {**old.manifest, "rotated": utc_timestamp()})
-        _phase("derive", fail_after)
-        entries = store._live_entries()
-        write_bytes_atomic(store.folder / vault.manifest["index"],
-                           b"".join(_sealed_line(vault, entry) for entry in entries), overwrite=True)
-        _phase("index", fail_after)
-        _write_manifest(store.folder, vault.manifest)
-        _phase("commit", fail_after)
-        (store.folder / old.manifest["index"]).unlink(missing_ok=True)
-        _phase("cleanup", fail_after)
-        AuditLog(store.folder / AUDIT_NAME, vault, vault.manifest.get("audit_genesis", GENESIS)).append(
-            "rotate", generation=generation, keys=len(entries), protection=new_credentials.kind)
+    with keystore_locks.exclusive(store.folder, wait_s, "rotate"):  # no writer is alive until it is done
+        store.merge_shards()  # every line in the one index that is sealed again
+        with store._locked():
+            _clear_accounted_indexes(store.folder, old.manifest)
+            generation = old.generation + 1
+            audit_keys = {**old.audit_keys, generation: sealing.random_key()}
+            next_seq, head, _ = store.audit._last()
+            vault = _new_vault(store.folder, new_credentials, generation, old.store_id, old.lookup, audit_keys,
+                               {**old.manifest, "rotated": utc_timestamp(),
+                                "audit_anchor": {"seq": next_seq - 1, "hash": head}})
+            vault.manifest.pop("pending_index", None)
+            _phase("derive", fail_after)
+            entries = store._live_entries()
+            data = b"".join(_sealed_line(vault, entry) for entry in entries)
+            new_index = store.folder / vault.manifest["index"]
+            _write_manifest(store.folder, {**old.manifest, "pending_index": account(new_index.name, data)})
+            write_bytes_atomic(new_index, data, overwrite=True)
+            _phase("index", fail_after)
+            vault.manifest["replaced_index"] = account(old.manifest["index"], store.index_path.read_bytes())
+            _write_manifest(store.folder, vault.manifest)
+            _phase("commit", fail_after)
+            (store.folder / old.manifest["index"]).unlink(missing_ok=True)
+            _phase("cleanup", fail_after)
+            AuditLog(store.folder / AUDIT_NAME, vault, vault.manifest.get("audit_genesis", GENESIS)).append(
+                "rotate", generation=generation, keys=len(entries), protection=new_credentials.kind)
     return {"generation": generation, "keys": len(entries)}
 
 
-def _remove_stale_indexes(folder: Path, keep: str) -> None:
-    """Index files of killed rotations (under the old or an unused master key)."""
+def _clear_accounted_indexes(folder: Path, manifest: dict) -> None:
+    """Delete what killed rotations left (accounted for by `store.json`); refuse past anything else."""
+    unaccounted = unaccounted_indexes(folder, manifest)
+    if unaccounted:
+        raise KeyMaterialError(unaccounted_message(unaccounted[0], manifest))
     for path in folder.glob("index.*.jsonl"):
-        if path.name != keep:
-            path.unlink(missing_ok=True)
+        if path.name != manifest["index"] and path.name != INDEX_NAME:
+            path.unlink()  # accounted for: a killed rotation's copy of keys the named index has
 
 
-def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_after: str | None = None) -> dict:
+def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_after: str | None = None,
+                  wait_s: float = keystore_locks.DEFAULT_WAIT_S) -> dict:
     """Turn a plain store into a protected one in place (module docstring); finish an interrupted run."""
     folder = Path(folder)
     if is_protected(folder):
         store = KeyStore(folder, credentials=credentials)
-        return {"keys": len(store._live_entries()), "finished": _finish_protect(store.folder, fail_after)}
+        entries = store._live_entries()
+        return {"keys": len(entries), "finished": _finish_protect(store.folder, entries, fail_after)}
     plain = KeyStore(folder)
     _prepare_credentials(credentials, creating=True)
+    with keystore_locks.exclusive(plain.folder, wait_s, "protect"):
+        return _protect_plain(plain, credentials, fail_after)
+
+
+def _protect_plain(plain: KeyStore, credentials: Credentials, fail_after: str | None) -> dict:
+    folder = plain.folder
     plain.merge_shards()
     with plain._locked():
-        _remove_stale_indexes(plain.folder, keep=INDEX_NAME)
+        _clear_accounted_indexes(plain.folder, store_manifest(plain))
         vault = _new_vault(plain.folder, credentials, 1, uuid.uuid4().hex, sealing.random_key(),
                            {1: sealing.random_key()}, {"created": utc_timestamp(), "protected": utc_timestamp()})
-        lines = []
+        lines, news = [], []
         for entry in plain._live_entries():
             key = plain.load(entry["fingerprint"])
             record = {**key.record, "used_for": entry.get("used_for", [])}
-            new = write_sealed_key(plain.folder, vault, key, record)
+            # under `.pending.` names until the commit: a killed protect's keys (a lookup key never
+            # committed names them) are then plainly nobody's, not sealed keys in no index line
+            new = write_sealed_key(plain.folder, vault, key, record, pending=True)
             new.update(shape=entry.get("shape"), nonce=entry.get("nonce"), created=entry.get("created"))
             lines.append(_sealed_line(vault, new))
+            news.append(new)
         _phase("keys", fail_after)
-        write_bytes_atomic(plain.folder / vault.manifest["index"], b"".join(lines), overwrite=True)
+        data = b"".join(lines)
+        write_bytes_atomic(plain.folder / PROTECT_PENDING,
+                           json.dumps(account(vault.manifest["index"], data)).encode(), overwrite=True)
+        write_bytes_atomic(plain.folder / vault.manifest["index"], data, overwrite=True)
         _phase("index", fail_after)
         check, _ = plain.audit.check()
         if check.broken:
@@ -189,115 +231,23 @@ def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_afte
         _phase("archive", fail_after)
         _write_manifest(plain.folder, vault.manifest)
         _phase("commit", fail_after)
-        _finish_protect(plain.folder, fail_after)
+        _finish_protect(plain.folder, news, fail_after)
     return {"keys": len(lines), "finished": True}
 
 
-def _finish_protect(folder: Path, fail_after: str | None) -> bool:
-    """Delete what a protect left of the plain store; True when there was something to do."""
+def _finish_protect(folder: Path, entries: list[dict], fail_after: str | None) -> bool:
+    """Name the sealed keys, delete what a protect left of the plain store; True when there was something to do."""
+    for entry in entries:
+        finish_pending(folder, entry["key_file"])
     leftovers = plain_leftovers(folder)
     if (folder / NEXT_AUDIT).exists():
         os.replace(folder / NEXT_AUDIT, folder / AUDIT_NAME)  # the sealed log replaces the plain one
     for path in leftovers:
         if path.name != AUDIT_NAME:
             path.unlink(missing_ok=True)
+    (folder / PROTECT_PENDING).unlink(missing_ok=True)
     _phase("cleanup", fail_after)
     return bool(leftovers)
-
-
-def plain_leftovers(folder: Path) -> list[Path]:
-    """The plain files of a protected store (a `protect` that was interrupted)."""
-    found = [folder / INDEX_NAME] if (folder / INDEX_NAME).exists() else []
-    keys = folder / KEYS_FOLDER
-    if keys.is_dir():
-        found += sorted(p for p in keys.iterdir() if p.suffix.lower() in (".png", ".json"))
-    if (folder / NEXT_AUDIT).exists():
-        found.append(folder / AUDIT_NAME)  # the plain log; the sealed one waits as NEXT_AUDIT
-    return found
-
-
-@dataclass
-class Verification:
-    """What `verify_store` found: errors (exit 1) and notes (worth knowing, harmless)."""
-
-    keys: int = 0
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def verify_store(store: KeyStore) -> Verification:
-    """Every key opens and matches its fingerprint and record; no dangling line, no plaintext leftover."""
-    result = Verification()
-    entries = store._live_entries()
-    result.keys = len(entries)
-    referenced = set()
-    for entry in entries:
-        referenced.add(Path(entry["key_file"]).name)
-        if entry.get("record_file"):
-            referenced.add(Path(entry["record_file"]).name)
-        try:
-            key = store.load(entry["fingerprint"])
-            if list(key.shape) != list(entry.get("shape") or key.shape):
-                result.errors.append(f"{entry['key_file']}: shape {list(key.shape)} but the index says {entry['shape']}")
-            if store.vault is None:
-                recorded = {use.get("plaintext_sha256") for use in key.record.get("used_for", [])}
-                indexed = {use.get("plaintext_sha256") for use in entry.get("used_for", [])}
-                if recorded != indexed:
-                    result.errors.append(f"{entry['key_file']}: its record and the index list different uses")
-        except (KeyMaterialError, InputError) as exc:
-            result.errors.append(str(exc))
-    keys_folder = store.folder / KEYS_FOLDER
-    for path in sorted(keys_folder.iterdir()) if keys_folder.is_dir() else []:
-        if path.name.startswith("."):
-            result.notes.append(f"{path}: a temporary file of an interrupted write (safe to delete)")
-        elif path.name not in referenced and (store.vault is None or path.suffix == SEALED_SUFFIX):
-            result.notes.append(f"{path}: in no index line (a run killed between the key and its line; "
-                                "no ciphertext uses it)")
-    if store.vault is not None:
-        for path in plain_leftovers(store.folder):
-            result.errors.append(f"{path}: a plain file left by an interrupted `dkg-keys protect` (it leaks): "
-                                 f"run `dkg-keys protect {store.folder}` again")
-        for path in store.folder.glob("index.*.jsonl"):
-            generation = path.name.split(".")[1]
-            if path.name == store.vault.manifest["index"]:
-                continue
-            if generation.isdigit() and int(generation) > store.vault.generation:
-                result.notes.append(f"{path}: written by a rotation killed before its commit (under a master key "
-                                    "never used; the next rotation removes it)")
-            else:
-                result.errors.append(f"{path}: an older index left by an interrupted rotation (it opens under the "
-                                     f"old master key): run `dkg-keys rotate {store.folder}` again")
-    store.record_use("verify", keys=result.keys, errors=len(result.errors))
-    return result
-
-
-def audit_store(store: KeyStore) -> tuple[list[str], list[dict], int]:
-    """(problems, records, count): the chain of the audit log, and of the archived plain log if any."""
-    problems: list[str] = []
-    records: list[dict] = []
-    count = 0
-    archive = store.vault.manifest.get("audit_archive") if store.vault is not None else None
-    if archive:
-        path = store.folder / archive["file"]
-        try:
-            raw = store.vault.open_archive(path.read_bytes(), int(archive["generation"]), str(path))
-        except (OSError, KeyMaterialError) as exc:
-            problems.append(f"{path}: the archived plain audit log does not open ({exc})")
-        else:
-            check, bodies = AuditLog(path).check(raw)
-            count += check.records
-            records += bodies
-            if check.broken:
-                problems.append(f"{path} (archived log): {check.broken.split(': ', 1)[-1]}")
-            elif check.head != store.vault.manifest.get("audit_genesis"):
-                problems.append(f"{path}: the archived log does not end where the current log begins")
-    for log in [store.audit, *store.audit_shards()]:  # each worker's shard is a chain of its own
-        check, bodies = log.check()
-        count += check.records
-        records += bodies
-        if check.broken:
-            problems.append(check.broken)
-    return problems, records, count
 
 
 def export_keys(store: KeyStore, fingerprints: Iterable[str], bundle: str | os.PathLike,
