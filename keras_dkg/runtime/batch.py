@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -76,6 +77,7 @@ __all__ = ["LOCK_NAME", "REPORT_NAME", "BatchInterrupted", "BatchReport", "FileR
            "RESUMED", "FAILED", "SKIPPED", "IGNORED", "INTERRUPTED"]
 
 DEFAULT_CHUNK = 8  # files per worker task = keys per session run (at most)
+SHARD_MERGE_WAIT_S = 20.0  # how long the driver waits for its killed Ray actors to let go of their shards
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -146,10 +148,21 @@ def _run(report: BatchReport, settings: dict, relatives: list[str], jobs: int, p
 
 
 def _merge_shards(settings: dict) -> None:
-    """The Ray workers' key store shards into the main index (readers saw them all along)."""
+    """The finished key store shards into the main index (readers saw them all along).
+
+    Only shards whose writer is gone are taken (`KeyStore.merge_shards`): another run's live
+    shards stay for its own merge. This run's actors were just killed; their locks go as
+    their processes end, so they are waited for (bounded); one still held is merged later.
+    """
     from keras_dkg.runtime.keystore import KeyStore
 
-    KeyStore(settings["keys"], credentials=settings.get("credentials")).merge_shards()
+    store = KeyStore(settings["keys"], credentials=settings.get("credentials"))
+    own = settings.get("ray_shards", [])
+    store.merge_shards(wait_for=own, wait_s=SHARD_MERGE_WAIT_S)
+    left = [name for name in store.live_shards if name in own]
+    if left:
+        print(f"warning: {settings['keys']}: shard(s) {', '.join(left)} still held by a worker; the next merge "
+              "(a later batch, or `dkg-keys rotate`) takes them, and readers see them meanwhile", file=sys.stderr)
 
 
 def _run_here(report: BatchReport, settings: dict, chunks: list[list[str]], bar: _Progress, generator) -> None:
@@ -345,7 +358,8 @@ def encrypt_folder(
         from keras_dkg.runtime.keystore import KeyStore
 
         credentials = credentials or Credentials.from_environment()
-        KeyStore(keys, create=True, credentials=credentials)  # created (or unlocked) here, once, before any worker
+        # created (or unlocked) here, once, before any worker; held open: rotate/protect wait for this batch
+        _writer = KeyStore(keys, create=True, credentials=credentials)
         credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
         images, others = list_folder(in_dir, exclude={"output folder": out_dir, "key store": keys})
         settings = {

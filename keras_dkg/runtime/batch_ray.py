@@ -11,7 +11,8 @@ back; pixel data never passes through the driver. Ray Data's `map_batches` would
 failed blocks on its own, hide which files a dead actor had finished, and bring pyarrow
 and pandas along.
 
-* Each actor writes its own key store shard (`KeyStore(shard=…)`): key files named by
+* Each actor writes its own key store shard (`KeyStore(shard=…)`, locked for the actor's
+  life, so another run's merge leaves it alone): key files named by
   fingerprint, written atomically, one append-only index file and one audit chain per
   worker, no lock across nodes. Readers (dkg-decrypt too) see the shards at once; the
   driver merges them into the main index when the batch is done.
@@ -92,6 +93,7 @@ def run(report, settings: dict, chunks: list[list[str]], workers: int, address: 
     run_id = uuid.uuid4().hex[:8]
     actors = {index: actor_class.remote(settings, f"ray-{run_id}-{index}", cpus_per_worker)
               for index in range(workers)}
+    settings["ray_shards"] = [f"ray-{run_id}-{index}" for index in range(workers)]  # the driver merges these
     queue = collections.deque((chunk, False) for chunk in chunks)
     flying: dict = {}  # object ref -> (actor index, chunk, retry)
 

@@ -4,7 +4,8 @@
     dkg-keys protect DIR                      seal a plain store in place
     dkg-keys list DIR [--json]                dkg-keys show DIR FINGERPRINT
     dkg-keys verify DIR                       every key opens and matches its record (exit 0 only when all is well)
-    dkg-keys rotate DIR [--new-key-file F]    new master key (DKG_KEYSTORE_NEW_PASSPHRASE or a prompt)
+    dkg-keys rotate DIR [--new-key-file F]    new master key (DKG_KEYSTORE_NEW_PASSPHRASE or a prompt); rotate and
+                                              protect wait --wait SECONDS for the store's writers to end
     dkg-keys export DIR -o BUNDLE (--fingerprint FP ... | --for CIPHERTEXT ...)
     dkg-keys import DIR BUNDLE                dkg-keys audit DIR [--json]
 
@@ -21,6 +22,7 @@ import sys
 
 from keras_dkg.errors import InputError, run_cli
 from keras_dkg.options import add_output, add_store_key_file
+from keras_dkg.runtime.keystore_locks import DEFAULT_WAIT_S
 
 EPILOG = "docs/keys.md, section Custody: the store's layout, the threat model and recovery after a killed command."
 
@@ -37,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     command("init", "make a new protected key store (a --key-file that does not exist is created)")
-    command("protect", "seal a plain key store in place, atomically (again: finish an interrupted one)")
+    protect = command("protect", "seal a plain key store in place, atomically (again: finish an interrupted one)")
     listing = command("list", "one line per key: fingerprint, shape, created, uses, first plaintext")
     listing.add_argument("--json", action="store_true", help="JSON lines instead")
     show = command("show", "one key's index entry and record (no key bytes)")
@@ -45,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
     command("verify", "check that every key opens and matches its fingerprint and the index (exit 0: all well)")
     rotate = command("rotate", "a new master key: every data key rewrapped, ciphertexts untouched")
     add_store_key_file(rotate, dest="new_key_file", flag="--new-key-file", what="store's new")
+    for sub in (protect, rotate):
+        sub.add_argument("--wait", type=float, default=DEFAULT_WAIT_S, metavar="SECONDS",
+                         help="how long to wait for the store's writers (batches, encryptions) to end "
+                              "(default: %(default)s)")
     export = command("export", "copy selected keys into a new protected bundle store to share one study")
     add_output(export, "the bundle folder (must not exist)", required=True)
     export.add_argument("--fingerprint", action="append", default=[], metavar="FP", help="a key (repeatable)")
@@ -94,14 +100,14 @@ def run(args: argparse.Namespace) -> int:
               f"{store.vault.manifest['kdf']['name']})")
         return 0
     if name == "protect":
-        result = admin.protect_store(args.store, _credentials(args.key_file, new=True))
+        result = admin.protect_store(args.store, _credentials(args.key_file, new=True), wait_s=args.wait)
         print(f"protected {args.store}: {result['keys']} key(s) sealed; the plain files are deleted "
               "(deleting does not erase a disk: see docs/keys.md)")
         return 0
     if name == "rotate":
         new = custody.Credentials.from_environment(args.new_key_file, passphrase_env=custody.NEW_PASSPHRASE_ENV,
                                                    what="new key store passphrase", confirm=True)
-        result = admin.rotate_store(args.store, _credentials(args.key_file), new)
+        result = admin.rotate_store(args.store, _credentials(args.key_file), new, wait_s=args.wait)
         print(f"rotated {args.store}: generation {result['generation']}, {result['keys']} data key(s) rewrapped")
         return 0
     store = _open(args)
