@@ -149,7 +149,7 @@ def encrypt(args: argparse.Namespace) -> str:
         size = check_key_size(key_size_for(plain.shape, plain.dtype), f"{source} (its key)")
         # an existing (maybe protected) store is opened before the model is loaded; a new one only
         # once the key is made, so a bad model or seed creates no store
-        store = open_store(args) if is_key_store(args.keys) else None
+        store = open_store(args, create=True) if is_key_store(args.keys) else None  # a writer from here on
         generator = KeyGenerator(args.model, provider=args.provider)
         key = generator.generate(args.seed, size=size, nonce=random_nonce())
         store = store or open_store(args, create=True)

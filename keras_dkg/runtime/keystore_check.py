@@ -189,7 +189,9 @@ def anchor_problems(store: KeyStore, entries: list[dict] | None = None) -> list[
     """
     entries = store._live_entries() if entries is None else entries
     logs = [store.audit, *store.audit_shards()]
-    walked = {log.path.name: log.check()[1] for log in logs}
+    checks = {log.path.name: log.check() for log in logs}
+    walked = {name: bodies for name, (_, bodies) in checks.items()}
+    broken = {name for name, (check, _) in checks.items() if check.broken}  # reported as a break already
     merged = {(body.get("merged_from"), body.get("merged_seq")): body for body in walked[store.audit.path.name]}
     problems = []
     for entry in entries:
@@ -202,6 +204,9 @@ def anchor_problems(store: KeyStore, entries: list[dict] | None = None) -> list[
             body = bodies[seq]
         else:
             body = merged.get((name, seq))
+        if body is None and (name in broken or (store.audit.path.name in broken and (name, seq) not in merged
+                                                and name not in walked)):
+            continue  # past a broken link: unknown, not missing
         if body is None:
             problems.append(f"{store.folder / str(name)}: record {seq}, written with key {entry['fingerprint'][:23]}…'s "
                             "newest index line, is missing: the audit log was cut or deleted")
