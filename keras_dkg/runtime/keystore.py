@@ -357,8 +357,12 @@ class KeyStore:
     # ---- writing (always under the lock) ---------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the store's lock and bring the in-memory index up to date."""
+    def _locked(self, appending: bool = False) -> Iterator[None]:
+        """Hold the store's lock and bring the in-memory index up to date.
+
+        `appending`: this block appends index lines, so first refuse a cut last line that no
+        interrupted append explains (before a key file is written for nothing).
+        """
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._thread_lock)
             if self._hold is None and not keystore_locks.holds_exclusive(self.folder):
@@ -370,7 +374,18 @@ class KeyStore:
                     raise OutputError(f"{self._lock_path}: cannot lock the key store ({exc.strerror or exc})") from exc
             self._check_unchanged()
             self._refresh()
+            if appending:
+                self._check_write_tail()
             yield
+
+    def _check_write_tail(self) -> None:
+        path = self._write_path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        reader = self._readers.get(path)
+        keystore_locks.check_tail(path, reader.offset if reader is not None else 0, size)
 
     def _check_unchanged(self) -> None:
         """Refuse to write when another process protected or rotated the store since it was opened."""
@@ -438,7 +453,7 @@ class KeyStore:
             raise KeyMaterialError("a shard writer cannot merge shards (the driver does)")
         merged = 0
         self.live_shards = []
-        with self._locked():
+        with self._locked(appending=True):
             for name in self._shard_names():
                 lock = self.folder / SHARDS_FOLDER / f"{name}{SHARD_LOCK_SUFFIX}"
                 with keystore_locks.finished_shard(lock, wait_s if name in wait_for else 0.0) as finished:
@@ -504,7 +519,7 @@ class KeyStore:
         step (one index line, one record write), as `mark_used` would. Uses the key's record
         lists already (an imported key) are kept; `action` names the audit record.
         """
-        with self._locked():
+        with self._locked(appending=True):
             existing = self._entries.get(key.fingerprint)
             if existing is not None:
                 if plaintext_sha256 is not None:
@@ -556,7 +571,7 @@ class KeyStore:
 
         Returns True when this call recorded a new use (False: this plaintext was recorded already).
         """
-        with self._locked():
+        with self._locked(appending=True):
             return self._mark_used_locked(fingerprint, plaintext_sha256, plaintext, allow_reuse)
 
     def _mark_used_locked(self, fingerprint: str, plaintext_sha256: str, plaintext: str, allow_reuse: bool) -> bool:
@@ -576,7 +591,7 @@ class KeyStore:
 
     def release_use(self, fingerprint: str, plaintext_sha256: str) -> None:
         """Undo `mark_used` for a plaintext whose ciphertext was not written after all."""
-        with self._locked():
+        with self._locked(appending=True):
             entry = copy.deepcopy(self._entries.get(fingerprint))
             if entry is None:
                 return
