@@ -5,9 +5,11 @@ hash; the first record's is 64 zeros or the head of an archived log), the body â
 clear in a plain store, `sealed` under the generation's audit key (with `gen`) in a
 protected one â€” and `hash` = SHA-256 of the canonical JSON of everything else. Editing,
 inserting, reordering or deleting a record breaks the chain at that record; in a protected
-store a record cannot be forged either (its seal covers `seq` and `prev`). What a chain
-cannot show is the loss of the newest records (truncation): ship the log elsewhere as
-well when that matters (docs/keys.md, "Threat model").
+store a record cannot be forged either (its seal covers `seq` and `prev`). A chain alone
+cannot show the loss of its newest records (truncation); the key store anchors it: each
+index line names its record's log and `seq` (`keystore_check.anchor_problems`). Newest
+read-only records can still go unseen: ship the log elsewhere as well when that matters
+(docs/keys.md, "Threat model").
 
 Records are appended by the key store under its lock, fsynced like the index. Actions:
 init, create, encrypt (`new_key: true` when the key was made for this file: one record, not

@@ -44,7 +44,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from keras_dkg.common import progress_bar, utc_timestamp
-from keras_dkg.errors import DkgError, InputError, KeyMaterialError
+from keras_dkg.errors import DkgError, InputError, KeyMaterialError, OutputError
 from keras_dkg.runtime import batch_worker
 from keras_dkg.runtime.batch_checks import (
     LOCK_NAME,
@@ -158,7 +158,12 @@ def _merge_shards(settings: dict) -> None:
 
     store = KeyStore(settings["keys"], credentials=settings.get("credentials"))
     own = settings.get("ray_shards", [])
-    store.merge_shards(wait_for=own, wait_s=SHARD_MERGE_WAIT_S)
+    try:
+        store.merge_shards(wait_for=own, wait_s=SHARD_MERGE_WAIT_S)
+    except (KeyMaterialError, OutputError) as exc:  # the keys are safe in the shards: the run's report still counts
+        print(f"warning: {settings['keys']}: the shards were not merged ({exc}); readers use them as they are, "
+              "`dkg-keys verify` shows the problem", file=sys.stderr)
+        return
     left = [name for name in store.live_shards if name in own]
     if left:
         print(f"warning: {settings['keys']}: shard(s) {', '.join(left)} still held by a worker; the next merge "

@@ -13,9 +13,12 @@ entries only, in the order keys were first added) by an atomic replace, which co
 O(n) and happens rarely enough that the total stays O(n).
 
 Every change happens under an exclusive lock on `DIR/.lock`, so concurrent encryptions
-are safe. A line counts once its newline is written: a reader ignores a trailing partial
-line (a write in progress, or one a killed process left), and the next writer, holding
-the lock, cuts it off before appending. A `KeyStore` object keeps what it has read and
+are safe; every writer also holds the writers' lock shared for its life, so rotate and
+protect wait for it, and a shard's writer holds the shard's own lock, so a merge leaves a
+live shard alone (`keystore_locks`). A line counts once its newline is written: a reader
+ignores a trailing partial line (a write in progress, or one a killed process left), and
+the next writer cuts it off before appending only when the append intent proves it is a
+torn append; any other cut line is an error, never trimmed. A `KeyStore` object keeps what it has read and
 reads only the bytes appended since, so a lookup costs O(new lines), not O(n).
 
 A **protected** store (`dkg-keys init`, or `dkg-keys protect` of a plain one) has the same

@@ -163,6 +163,7 @@ def rotate_store(folder: str | os.PathLike, credentials: Credentials, new_creden
             _write_manifest(store.folder, vault.manifest)
             _phase("commit", fail_after)
             (store.folder / old.manifest["index"]).unlink(missing_ok=True)
+            keystore_locks.intent_path(store.folder / old.manifest["index"]).unlink(missing_ok=True)
             _phase("cleanup", fail_after)
             AuditLog(store.folder / AUDIT_NAME, vault, vault.manifest.get("audit_genesis", GENESIS)).append(
                 "rotate", generation=generation, keys=len(entries), protection=new_credentials.kind)

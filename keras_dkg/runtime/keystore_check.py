@@ -14,14 +14,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keras_dkg.common import file_lock
 from keras_dkg.errors import InputError, KeyMaterialError
 from keras_dkg.runtime import keystore_locks
 from keras_dkg.runtime.audit import AUDIT_NAME, AuditLog
 from keras_dkg.runtime.keystore import (
     INDEX_NAME,
     KEYS_FOLDER,
+    LOCK_NAME,
     PENDING_PREFIX,
     SEALED_SUFFIX,
+    SHARD_LOCK_SUFFIX,
+    SHARD_SUFFIX,
+    SHARDS_FOLDER,
     KeyStore,
     finish_pending,
 )
@@ -145,17 +150,27 @@ def _check_index_files(store: KeyStore, result: Verification) -> None:
                                  f"the old master key): run `dkg-keys rotate {store.folder}` again")
         else:
             result.errors.append(unaccounted_message(path, manifest))
+    with file_lock(store.folder / LOCK_NAME):  # no append of the main index is in progress
+        _check_tail(store.index_path, result)
+    for name in store._shard_names():
+        shard = store.folder / SHARDS_FOLDER / f"{name}{SHARD_SUFFIX}"
+        with keystore_locks.finished_shard(shard.with_suffix(SHARD_LOCK_SUFFIX)) as finished:
+            if finished:  # (a live writer's shard may be mid-append)
+                _check_tail(shard, result)
+
+
+def _check_tail(path: Path, result: Verification) -> None:
     try:
-        data = store.index_path.read_bytes()
+        data = path.read_bytes()
     except OSError:
-        return  # (opening the store reported a missing index already)
+        return  # (opening the store reported a missing index already; a shard merged meanwhile)
     whole = data.rfind(b"\n") + 1
     if len(data) > whole:
-        if keystore_locks.torn_append(store.index_path, whole, len(data)):
-            result.notes.append(f"{store.index_path}: ends in an append a killed writer left half-done "
+        if keystore_locks.torn_append(path, whole, len(data)):
+            result.notes.append(f"{path}: ends in an append a killed writer left half-done "
                                 "(no ciphertext uses its key); the next write removes it")
         else:
-            result.errors.append(keystore_locks.cut_line_message(store.index_path, len(data) - whole))
+            result.errors.append(keystore_locks.cut_line_message(path, len(data) - whole))
 
 
 def _check_key_files(store: KeyStore, referenced: set[str], result: Verification) -> None:
