@@ -872,7 +872,8 @@ def _(env):
 @case("batch-all-files-bad", "dkg-encrypt", "--batch folder whose only image is a text file named .png", 1,
       r"^dkg-encrypt: failed: a\.png: in/a\.png: not a readable image",
       "no ciphertext; only the report OUT/dkg-report.json and the (empty) key store",
-      allowed_new=("out", "out/dkg-report.json", "ks", "ks/keys", "ks/index.jsonl", "ks/.lock", "ks/audit.jsonl"))
+      allowed_new=("out", "out/dkg-report.json", "ks", "ks/keys", "ks/index.jsonl", "ks/.lock", "ks/.writers.lock",
+                   "ks/audit.jsonl"))
 def _(env):
     env.write("in/a.png", b"text")
     return batch_argv(env)
@@ -1222,15 +1223,22 @@ def test_key_store_batch_writes_one_index_line_per_key(tmp_path):
 
 def test_key_store_ignores_and_cuts_a_partial_last_line(tmp_path):
     """A writer killed mid-line leaves a line without its newline: readers ignore it and the
-    next writer (under the lock) cuts it off before appending."""
+    next writer (under the lock) cuts it off before appending — only when the append intent
+    proves it is that torn append (issue 23); a cut line nothing explains is refused."""
+    from keras_dkg.errors import KeyMaterialError
+    from keras_dkg.runtime import keystore_locks
     from keras_dkg.runtime.keystore import KeyStore
 
     store = KeyStore(tmp_path / "ks", create=True)
     store.add(_key(1))
     index = tmp_path / "ks" / "index.jsonl"
+    whole = index.stat().st_size
     with open(index, "ab") as handle:
         handle.write(b'{"fingerprint": "sha256:dead')
     assert len(KeyStore(tmp_path / "ks").entries()) == 1
+    with pytest.raises(KeyMaterialError, match="the last index line is cut"):
+        store.add(_key(2))
+    keystore_locks.begin_append(index, whole, 300)  # what a writer killed inside its append leaves
     store.add(_key(2))
     lines = index.read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(line)["fingerprint"] for line in lines)

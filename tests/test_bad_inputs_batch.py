@@ -26,7 +26,8 @@ from keras_dkg.runtime.keystore import KeyStore
 MATRIX = Matrix()
 CASES = MATRIX.cases
 case = MATRIX.case
-KEY_STORE_FILES = ("ks", "ks/keys", "ks/index.jsonl", "ks/.lock", "ks/audit.jsonl", "ks/keys/*")
+KEY_STORE_FILES = ("ks", "ks/keys", "ks/index.jsonl", "ks/.lock", "ks/.writers.lock", "ks/.index.jsonl.append",
+                   "ks/audit.jsonl", "ks/keys/*")
 SEED = DICOM_FILES / "CT_small.dcm"
 
 
