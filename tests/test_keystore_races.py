@@ -254,3 +254,26 @@ def test_audit_tail_truncation_is_detected(tmp_path, cut, capfd):
     err = capfd.readouterr().err
     assert "is missing: the audit log was cut or deleted" in err
     assert keys_main(["verify", str(tmp_path / "ks")]) == 1
+
+
+def test_plain_store_key_in_no_line_is_an_error_and_pending_is_finished(tmp_path):
+    """A plain store too: keys under .pending. names until their line is durable; a key under its own name
+    with no line is a lost line (exit 1); a line whose key is still pending is finished by verify."""
+    plain = KeyStore(tmp_path / "ks", create=True)
+    entry = plain.add(random_key(1), "a" * 64, "/a.png")
+    plain.add(random_key(2), "b" * 64, "/b.png")
+    plain.close()
+    assert not list((tmp_path / "ks" / "keys").glob(".pending.*"))
+    index = tmp_path / "ks" / "index.jsonl"
+    first, second = index.read_bytes().splitlines(keepends=True)
+    # a writer killed after its line, before the rename: readers and verify find the key
+    key_file = tmp_path / "ks" / entry["key_file"]
+    for path in (key_file, key_file.with_suffix(".json")):
+        os.replace(path, path.with_name(".pending." + path.name))
+    store = KeyStore(tmp_path / "ks")
+    assert store.load(entry["fingerprint"]).fingerprint == entry["fingerprint"]
+    found = admin.verify_store(store)
+    assert found.errors == [] and key_file.is_file()
+    index.write_bytes(first)  # the second key's line lost
+    found = admin.verify_store(KeyStore(tmp_path / "ks"))
+    assert len(found.errors) == 2 and all("a key file in no index line" in e for e in found.errors)

@@ -329,6 +329,8 @@ class KeyStore:
         if self.vault is not None:
             key = self._open_key(entry)
         else:
+            with contextlib.suppress(OutputError):  # (read-only media: the load below says what is missing)
+                self._finish_names(entry)  # a writer killed between its line and the renames
             key = load_key(self.folder / entry["key_file"])
         if key.fingerprint != fingerprint:
             raise KeyMaterialError(f"{self.folder}: index entry for {fingerprint[:23]}… points at another key")
@@ -541,8 +543,7 @@ class KeyStore:
                          created=key.record.get("created", utc_timestamp()))
             self._anchor(entry)
             self._append(entry)
-            if self.vault is not None:  # the line is durable: the key takes its name (see write_sealed_key)
-                finish_pending(self.folder, entry["key_file"])
+            self._finish_names(entry)  # the line is durable: the key takes its name (see write_sealed_key)
             if plaintext_sha256 is not None:  # one record (one fsync) for a key made for one file
                 self.audit.append("encrypt", fingerprint=key.fingerprint, file=str(plaintext), new_key=True)
             else:
@@ -560,10 +561,15 @@ class KeyStore:
             for use in used_for:
                 mark_key_used(target, use["plaintext_sha256"], use["plaintext"], allow_reuse)
             used_for = read_record(record_path_for(target)).get("used_for", used_for)
-        else:
-            Key(key.pixels, record).save(target)
+        else:  # under `.pending.` names until the index line is durable (see write_sealed_key)
+            Key(key.pixels, record).save(pending_path(target), overwrite=True)
         return {"fingerprint": key.fingerprint, "key_file": relative.as_posix(),
                 "record_file": record_path_for(relative).as_posix(), "used_for": used_for}
+
+    def _finish_names(self, entry: dict) -> None:
+        for name in (entry["key_file"], entry.get("record_file")):  # the PNG before its record
+            if name:
+                finish_pending(self.folder, name)
 
     def _anchor(self, entry: dict) -> None:
         """Name, in the (sealed) line, the audit record that goes with it: a log cut below it shows."""
@@ -585,6 +591,7 @@ class KeyStore:
         if not register_use(entry.setdefault("used_for", []), plaintext_sha256, plaintext, allow_reuse, label):
             return False
         if self.vault is None:
+            self._finish_names(entry)  # (a writer killed between its line and the rename)
             # the record first: it refuses a use the index does not know of (made with --key)
             mark_key_used(self.folder / entry["key_file"], plaintext_sha256, plaintext, allow_reuse)
         self._anchor(entry)

@@ -181,9 +181,11 @@ def _check_key_files(store: KeyStore, referenced: set[str], result: Verification
             if final in referenced:
                 finish_pending(store.folder, f"{KEYS_FOLDER}/{final}")  # (atomic, idempotent: no lock needed)
                 result.notes.append(f"{path}: named {final} now (its writer was killed after its index line)")
-            else:
+            elif store.vault is not None:
                 result.notes.append(f"{path}: a key a run killed before its index line (its data key was never "
                                     "written: nothing can open it, no ciphertext uses it; safe to delete)")
+            else:
+                result.notes.append(f"{path}: a key a run killed before its index line (no ciphertext uses it)")
         elif path.name.startswith("."):
             result.notes.append(f"{path}: a temporary file of an interrupted write (safe to delete)")
         elif path.name in referenced:
@@ -192,8 +194,9 @@ def _check_key_files(store: KeyStore, referenced: set[str], result: Verification
             result.errors.append(f"{path}: a sealed key in no index line — its data key is only in that line: "
                                  "put back the index (or store.json) that lists it from a backup")
         elif store.vault is None:
-            result.notes.append(f"{path}: in no index line (a run killed between the key and its line; "
-                                "no ciphertext uses it)")
+            result.errors.append(f"{path}: a key file in no index line: put back the index that lists it from a "
+                                 "backup (its record says what it encrypted; a store written before keys were "
+                                 "stored under .pending. names may also hold one from a killed run)")
 
 
 def anchor_problems(store: KeyStore, entries: list[dict] | None = None) -> list[str]:
