@@ -42,6 +42,11 @@ _registry_lock = threading.Lock()
 _held: dict[str, list] = {}  # lock path -> [fd, shared holders in this process, exclusive?]
 
 
+def _lock_key(folder) -> str:
+    """One name per store in this process, however the folder was spelled (relative, absolute)."""
+    return os.path.abspath(Path(folder) / WRITERS_LOCK)
+
+
 def _open(path: Path) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
@@ -65,7 +70,7 @@ class WriterHold:
     """This object's share of the writers' lock of one store (`release` or garbage collection ends it)."""
 
     def __init__(self, folder: Path, wait_s: float = DEFAULT_WAIT_S):
-        self.path = str(Path(folder) / WRITERS_LOCK)
+        self.path = _lock_key(folder)
         self.active = False
         if fcntl is None:
             return
@@ -109,7 +114,7 @@ def exclusive(folder: Path, wait_s: float = DEFAULT_WAIT_S, what: str = "rotate"
     if fcntl is None:
         yield
         return
-    path = str(Path(folder) / WRITERS_LOCK)
+    path = _lock_key(folder)
     with _registry_lock:
         entry = _held.get(path)
         if entry is None:
@@ -140,7 +145,7 @@ def _restore(path: str, entry: list) -> None:
 
 
 def holds_exclusive(folder: Path) -> bool:
-    entry = _held.get(str(Path(folder) / WRITERS_LOCK))
+    entry = _held.get(_lock_key(folder))
     return bool(entry and entry[2])
 
 
