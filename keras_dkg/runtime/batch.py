@@ -54,7 +54,7 @@ from keras_dkg.runtime.batch_checks import (
     make_folder,
 )
 from keras_dkg.runtime.batch_listing import list_folder
-from keras_dkg.runtime.batch_pool import signal_of, stop_pool
+from keras_dkg.runtime.batch_pool import scrubbed_spawn_context, signal_of, stop_pool
 from keras_dkg.runtime.batch_report import (
     DECRYPTED,
     ENCRYPTED,
@@ -167,9 +167,7 @@ def _run_here(report: BatchReport, settings: dict, chunks: list[list[str]], bar:
 
 
 def _run_pool(report: BatchReport, settings: dict, chunks: list[list[str]], jobs: int, bar: _Progress) -> None:
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=scrubbed_spawn_context(),  # no passphrase inherited
                                initializer=batch_worker.init_pool_worker, initargs=(os.getpid(), settings))
     futures = {}
     try:
@@ -330,6 +328,10 @@ def encrypt_folder(
         raise InputError(f"unknown cipher {cipher!r}; expected one of {', '.join(KNOWN_CIPHERS)}")
     guard = guard_outputs(in_dir, out_dir, keys, overwrite, seed=seed, model=model)
     destination = check_report(guard, report, out_dir, in_dir, keys, resume)
+    from keras_dkg.runtime.custody import Credentials, require_protected
+
+    credentials = credentials or Credentials.from_environment()
+    require_protected(keys, credentials)  # a secret given for no protected store: refused, never ignored
     if cipher == "hardened":
         from keras_dkg.runtime.hardened import require_cryptography
 
@@ -341,10 +343,8 @@ def encrypt_folder(
     generator = KeyGenerator(model, provider=provider, batch_size=chunk)
     make_folder(out_dir)
     with folder_lock(out_dir):  # a second batch into OUT_DIR now is refused, not interleaved
-        from keras_dkg.runtime.custody import Credentials
         from keras_dkg.runtime.keystore import KeyStore
 
-        credentials = credentials or Credentials.from_environment()
         KeyStore(keys, create=True, credentials=credentials)  # created (or unlocked) here, once, before any worker
         credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
         images, others = list_folder(in_dir, exclude={"output folder": out_dir, "key store": keys})
@@ -393,12 +393,13 @@ def decrypt_folder(
     check_folders(in_dir, target, keys, "archive or output")
     if not keys.is_dir():
         raise KeyMaterialError(f"{keys}: no such key store folder")
-    from keras_dkg.runtime.custody import Credentials
+    from keras_dkg.runtime.custody import Credentials, require_protected
     from keras_dkg.runtime.keystore import INDEX_NAME, KeyStore, is_key_store
 
+    credentials = credentials or Credentials.from_environment()
+    require_protected(keys, credentials)  # a secret given for a plain store: refused, never ignored
     if not is_key_store(keys):
         raise KeyMaterialError(f"{keys}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
-    credentials = credentials or Credentials.from_environment()
     KeyStore(keys, credentials=credentials)  # a protected store is unlocked once, here (wrong passphrase: stop)
     credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
     if jobs < 1 or chunk < 1:
