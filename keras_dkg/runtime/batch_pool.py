@@ -76,7 +76,12 @@ class _ScrubbedSpawnContext(multiprocessing.context.SpawnContext):
 
 
 def scrubbed_spawn_context() -> multiprocessing.context.SpawnContext:
-    """The "spawn" start method, with every process started without the passphrase variables."""
+    """The "spawn" start method, with every process started without the passphrase variables (and the
+    resource tracker that a pool's queues start, before the first worker, started the same way)."""
+    from multiprocessing import resource_tracker
+
+    with without_secrets():
+        resource_tracker.ensure_running()
     return _ScrubbedSpawnContext()
 
 
