@@ -209,6 +209,23 @@ def _(env):
     return encrypt_argv(image(env, "x.png"), output="k6.png")
 
 
+@case("out-batch-over-key", "dkg-encrypt", "--batch --overwrite where OUT_DIR/a.png is a key (a.png + a.json)", 2,
+      r"out/a\.png: is a key \(its record a\.json is beside it\); a key is never an output, even with --overwrite",
+      "nothing written: no store, no report, the key unchanged")
+def _(env):
+    argv = batch_argv(env, "ks")
+    key_file(env, "out/a.png", seed=4)
+    return [*argv, "--overwrite"]
+
+
+@case("out-batch-decrypt-over-key", "dkg-decrypt", "--batch --overwrite where BACK_DIR/ks.png is a key", 2,
+      r"back/ks\.png: is a key \(its record ks\.json is beside it\); a key is never an output", STORED)
+def _(env):
+    protected(env)
+    key_file(env, "back/ks.png", seed=4)
+    return ["--batch", "enc", "-o", "back", "--keys", "ks", "--overwrite"]
+
+
 # ---------------------------------------------------------------- class 10: bundles
 
 

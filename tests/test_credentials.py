@@ -162,3 +162,43 @@ def test_ray_workers_never_inherit_the_passphrase(tmp_path, tiny_onnx_model, mon
     for environ in seen.values():
         assert SECRET.encode() not in environ
     assert os.environ["DKG_KEYSTORE_PASSPHRASE"] == SECRET
+
+
+GOOD_SALT = "00" * 16
+
+
+@pytest.mark.parametrize("kdf, why", [
+    ({"name": "argon2id", "iterations": 3, "lanes": 4, "memory_kib": 2**32 - 1, "salt": GOOD_SALT}, "memory_kib"),
+    ({"name": "argon2id", "iterations": 10**6, "lanes": 4, "memory_kib": 65536, "salt": GOOD_SALT}, "iterations"),
+    ({"name": "argon2id", "iterations": 0, "lanes": 4, "memory_kib": 65536, "salt": GOOD_SALT}, "iterations"),
+    ({"name": "argon2id", "iterations": True, "lanes": 4, "memory_kib": 65536, "salt": GOOD_SALT}, "iterations"),
+    ({"name": "argon2id", "iterations": 3.0, "lanes": 4, "memory_kib": 65536, "salt": GOOD_SALT}, "iterations"),
+    ({"name": "argon2id", "iterations": 3, "lanes": 2**24, "memory_kib": 65536, "salt": GOOD_SALT}, "lanes"),
+    ({"name": "argon2id", "iterations": 3, "lanes": 16, "memory_kib": 64, "salt": GOOD_SALT}, "8 KiB per lane"),
+    ({"name": "argon2id", "iterations": 3, "lanes": 4, "memory_kib": 65536, "salt": "ab" * 10**6}, "salt"),
+    ({"name": "argon2id", "iterations": 3, "lanes": 4, "memory_kib": 65536, "salt": "zz" * 16}, "salt"),
+    ({"name": "argon2id", "iterations": 3, "lanes": 4, "memory_kib": 65536, "salt": GOOD_SALT, "x": 1}, "unknown fields"),
+    ({"name": "argon2id", "iterations": 3, "lanes": 4, "memory_kib": 65536, "salt": GOOD_SALT,
+      "normalization": "nfkd"}, "normalisation"),
+    ({"name": "scrypt", "salt": GOOD_SALT}, "unknown function"),
+    ({"name": "hkdf-sha256", "salt": 5}, "salt"),
+])
+def test_hostile_kdf_parameters_are_refused_before_any_derivation(kdf, why):
+    with pytest.raises(KeyMaterialError, match=f"refused before use|{why}") as caught:
+        sealing.derive_kek(b"a passphrase", kdf, "store.json")
+    assert why in str(caught.value) and "refused before use" in str(caught.value)
+
+
+def test_the_defaults_and_the_test_settings_are_within_the_bounds():
+    for kdf in (sealing.new_kdf(True), {**sealing.ARGON2_DEFAULTS, "salt": GOOD_SALT},
+                {"name": "argon2id", "iterations": 3, "lanes": 4, "memory_kib": 65536, "salt": GOOD_SALT},
+                sealing.new_kdf(False)):
+        sealing.check_kdf(kdf, "x")
+
+
+def test_a_new_passphrase_with_a_control_character_is_refused(tmp_path):
+    from keras_dkg.errors import InputError
+
+    with pytest.raises(InputError, match="control character"):
+        admin.init_store(tmp_path / "ks", Credentials(passphrase="long enough\n", confirm=True))
+    assert not (tmp_path / "ks").exists()

@@ -12,7 +12,9 @@ docs/hardened.md); decryption reads the cipher from the ciphertext's metadata.
 Every use of a key is recorded (KEY.json or the key store index). With `--cipher xor` a
 key encrypts one plaintext only: a second plaintext is refused unless --allow-key-reuse.
 `--cipher hardened` may reuse a key (fresh salt and nonce per encryption) without it.
-Outputs are never the input, never overwritten without --overwrite, written atomically.
+Outputs are never the input, never a key (not even with --overwrite), never overwritten without
+--overwrite, written atomically. Credentials given (--key-file, DKG_KEYSTORE_*) for a --keys folder
+that is no protected store are refused before any work.
 Errors are one line on stderr (`dkg-encrypt: error: ...`) with a non-zero exit code.
 """
 

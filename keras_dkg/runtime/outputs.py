@@ -92,6 +92,16 @@ def key_record_of(path: str | os.PathLike) -> Path | None:
     return None
 
 
+def refuse_key(target: str | os.PathLike, what: str = "output") -> None:
+    """OutputError when writing `target` would replace a key or its record (see `key_record_of`)."""
+    record = key_record_of(target)
+    if record is not None:
+        part = "is a key record" if record == Path(os.path.realpath(target)) else \
+            f"is a key (its record {record.name} is beside it)"
+        raise OutputError(f"{target}: {part}; a key is never an output, even with --overwrite "
+                          f"(choose another {what} path)")
+
+
 @dataclass
 class OutputGuard:
     """What a command reads (label → path), the folders its outputs must stay out of
@@ -118,12 +128,7 @@ class OutputGuard:
         if store is not None:
             raise OutputError(f"{target}: is inside the key store {store}; only the key store itself writes there "
                               f"(choose a {what} path outside it)")
-        record = key_record_of(target)
-        if record is not None:
-            part = "is a key record" if record == Path(os.path.realpath(target)) else \
-                f"is a key (its record {record.name} is beside it)"
-            raise OutputError(f"{target}: {part}; a key is never an output, even with --overwrite "
-                              f"(choose another {what} path)")
+        refuse_key(target, what)
         for label, (folder, why) in self.outside.items():
             if inside(target, folder):
                 raise OutputError(f"{target}: is inside the {label} {folder}; {why}")
