@@ -70,7 +70,7 @@ from keras_dkg.runtime.batch_report import (
 )
 from keras_dkg.runtime.cipher import KNOWN_CIPHERS
 from keras_dkg.runtime.formats import open_plaintext_checked as open_plaintext
-from keras_dkg.runtime.outputs import refuse_key
+from keras_dkg.runtime.outputs import refuse_keys_under
 
 __all__ = ["LOCK_NAME", "REPORT_NAME", "BatchInterrupted", "BatchReport", "FileResult", "decrypt_folder",
            "encrypt_folder", "folder_lock", "list_folder", "open_plaintext", "ENCRYPTED", "DECRYPTED", "VERIFIED",
@@ -346,11 +346,10 @@ def encrypt_folder(
     with folder_lock(out_dir):  # a second batch into OUT_DIR now is refused, not interleaved
         from keras_dkg.runtime.keystore import KeyStore
 
-        images, others = list_folder(in_dir, exclude={"output folder": out_dir, "key store": keys})
-        for path in images:  # a key under OUT_DIR is never replaced by a ciphertext, even with --overwrite
-            refuse_key(out_dir / path.relative_to(in_dir), "ciphertext")
+        refuse_keys_under(out_dir, in_dir, "ciphertext")  # never replaced, even with --overwrite
         KeyStore(keys, create=True, credentials=credentials)  # created (or unlocked) here, once, before any worker
         credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
+        images, others = list_folder(in_dir, exclude={"output folder": out_dir, "key store": keys})
         settings = {
             "command": "encrypt", "input": str(in_dir), "output": str(out_dir), "keys": str(keys),
             "model": str(model), "seed": str(seed), "provider": provider, "cipher": cipher,
@@ -411,11 +410,10 @@ def decrypt_folder(
     destination = check_report(guard, report, target, in_dir, keys, resume=False)
     with contextlib.ExitStack() as stack:
         if target is not None:
+            refuse_keys_under(target, in_dir, "plaintext")  # never replaced, even with --overwrite
             make_folder(target)
             stack.enter_context(folder_lock(target))  # a second batch into BACK_DIR now is refused
         images, others = list_folder(in_dir, exclude={"output folder": target, "key store": keys})
-        for path in images if target is not None else []:  # a key under BACK_DIR is never replaced
-            refuse_key(target / path.relative_to(in_dir), "plaintext")
         settings = {
             "command": "decrypt", "input": str(in_dir), "output": str(target) if target else None,
             "keys": str(keys), "overwrite": overwrite, "chunk": chunk, "quiet_opencv": quiet,

@@ -23,6 +23,7 @@ output costs nothing and writes nothing.
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -100,6 +101,29 @@ def refuse_key(target: str | os.PathLike, what: str = "output") -> None:
             f"is a key (its record {record.name} is beside it)"
         raise OutputError(f"{target}: {part}; a key is never an output, even with --overwrite "
                           f"(choose another {what} path)")
+
+
+def refuse_keys_under(out_dir: str | os.PathLike, in_dir: str | os.PathLike, what: str = "output") -> None:
+    """OutputError when a file of IN_DIR would be written over a key under OUT_DIR (same relative path).
+
+    For a batch, whose outputs mirror its inputs: every key record under OUT_DIR is found
+    (one walk, links not followed), and any input with the record's name and any suffix (or
+    none: DICOM files often have none) would land on its key. Checked before any work.
+    """
+    out_dir, in_dir = Path(out_dir), Path(in_dir)
+    if not out_dir.is_dir():
+        return
+    for folder, _, names in os.walk(out_dir):
+        for name in names:
+            if not name.lower().endswith(".json") or not is_key_record(Path(folder, name)):
+                continue
+            relative = Path(folder, name).relative_to(out_dir).with_suffix("")
+            source = in_dir / relative
+            candidates = [source, *source.parent.glob(f"{glob.escape(source.name)}.*")] if source.parent.is_dir() \
+                else []
+            for candidate in candidates:
+                if candidate.suffix.lower() != ".json" and candidate.is_file():
+                    refuse_key(out_dir / candidate.relative_to(in_dir), what)
 
 
 @dataclass
