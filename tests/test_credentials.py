@@ -202,3 +202,23 @@ def test_a_new_passphrase_with_a_control_character_is_refused(tmp_path):
     with pytest.raises(InputError, match="control character"):
         admin.init_store(tmp_path / "ks", Credentials(passphrase="long enough\n", confirm=True))
     assert not (tmp_path / "ks").exists()
+
+
+@pytest.mark.parametrize("check", ["é" * 32, 5, "0" * 31, None])
+def test_an_altered_check_value_is_one_clear_error(tmp_path, check):
+    admin.init_store(tmp_path / "ks", Credentials(passphrase=SECRET))
+    manifest = json.loads((tmp_path / "ks" / "store.json").read_text())
+    manifest["kek_check"] = check
+    (tmp_path / "ks" / "store.json").write_text(json.dumps(manifest))
+    with pytest.raises(KeyMaterialError, match="kek_check is not 32 hex digits"):
+        KeyStore(tmp_path / "ks", credentials=Credentials(passphrase=SECRET))
+
+
+def test_a_right_passphrase_opens_a_store_whose_check_value_was_replaced(tmp_path):
+    admin.init_store(tmp_path / "ks", Credentials(passphrase=SECRET))
+    manifest = json.loads((tmp_path / "ks" / "store.json").read_text())
+    manifest["kek_check"] = "0" * 32
+    (tmp_path / "ks" / "store.json").write_text(json.dumps(manifest))
+    assert KeyStore(tmp_path / "ks", credentials=Credentials(passphrase=SECRET)).entries() == []
+    with pytest.raises(KeyMaterialError, match=r"wrong passphrase for this key store \(its keyring does not open\)"):
+        KeyStore(tmp_path / "ks", credentials=Credentials(passphrase="another long one"))

@@ -259,8 +259,9 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     if not 1 <= manifest["generation"] < 2**31 or not 0 < len(manifest["store_id"]) <= 64:
         raise KeyMaterialError(f"{path}: generation {manifest['generation']} or store id of "
                                f"{len(manifest['store_id'])} characters out of range (altered manifest)")
-    if not isinstance(manifest.get("kek_check", ""), str):
-        raise KeyMaterialError(f"{path}: kek_check is not text (altered manifest)")
+    check = manifest.get("kek_check", "0" * 32)
+    if not isinstance(check, str) or len(check) != 32 or any(c not in "0123456789abcdef" for c in check):
+        raise KeyMaterialError(f"{path}: kek_check is not 32 hex digits (altered manifest)")
     sealing.check_kdf(manifest["kdf"], str(path))
     if manifest["format"] != STORE_FORMAT:
         raise KeyMaterialError(f"{path}: key store format {manifest['format']!r}; this version reads {STORE_FORMAT}")
