@@ -84,6 +84,14 @@ def _(env):
     return ["--batch", "enc", "-o", "back", "--keys", "ks"]
 
 
+@case("cred-keys-list-plain-store-key-file", "dkg-keys", "list a plain store with --key-file", 2,
+      r"ks: a plain key store \(keys in the clear\), but --key-file m\.key was given")
+def _(env):
+    plain_store(env)
+    env.write("m.key", os.urandom(32))
+    return ["list", "ks", "--key-file", "m.key"]
+
+
 @case("cred-init-key-file-inside-store", "dkg-keys", "init with --key-file inside the new store's folder", 2,
       r"ks/master\.key: the master key file is inside the key store ks; every copy or backup of the store would "
       r"carry its key")
