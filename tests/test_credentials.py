@@ -222,3 +222,9 @@ def test_a_right_passphrase_opens_a_store_whose_check_value_was_replaced(tmp_pat
     assert KeyStore(tmp_path / "ks", credentials=Credentials(passphrase=SECRET)).entries() == []
     with pytest.raises(KeyMaterialError, match=r"wrong passphrase for this key store \(its keyring does not open\)"):
         KeyStore(tmp_path / "ks", credentials=Credentials(passphrase="another long one"))
+
+
+def test_an_older_store_whose_nfd_passphrase_is_short_in_nfc_still_opens(tmp_path):
+    typed = unicodedata.normalize("NFD", "ééééééé")  # 14 code points typed, 7 characters in NFC
+    legacy_store(tmp_path / "ks", typed)
+    assert len(KeyStore(tmp_path / "ks", credentials=Credentials(passphrase=typed)).entries()) == 1

@@ -119,8 +119,10 @@ class Credentials:
             self.passphrase, self.origin = _prompt(self.what, self.passphrase_env, self.confirm), "the prompt"
         normal = normalize_passphrase(self.passphrase)
         _utf8(normal, self.what, self.source)
-        if len(normal) < MIN_PASSPHRASE:
-            raise InputError(f"the {self.what} is too short ({len(normal)} characters; at least {MIN_PASSPHRASE})")
+        # a new passphrase counts its normal form; an existing store's, what was counted when it was made
+        length = len(normal) if self.confirm else len(self.passphrase)
+        if length < MIN_PASSPHRASE:
+            raise InputError(f"the {self.what} is too short ({length} characters; at least {MIN_PASSPHRASE})")
         if self.confirm and any(unicodedata.category(c) == "Cc" for c in normal):
             raise InputError(f"the {self.what} holds a control character (a newline, a tab …); "
                              "RFC 8265 passwords do not: choose one without")
