@@ -185,7 +185,7 @@ def _prompt(what: str, variable: str, confirm: bool) -> str:
         raise KeyMaterialError(f"the key store is protected: set {variable} (or give {flag}), "
                                f"or run in a terminal to be asked for the {what}")
     first = getpass.getpass(f"{what}: ")
-    if confirm and getpass.getpass(f"{what} (again): ") != first:
+    if confirm and normalize_passphrase(getpass.getpass(f"{what} (again): ")) != normalize_passphrase(first):
         raise InputError(f"the two {what}s differ")
     return first
 
