@@ -55,7 +55,7 @@ from keras_dkg.runtime.batch_checks import (
     make_folder,
 )
 from keras_dkg.runtime.batch_listing import list_folder
-from keras_dkg.runtime.batch_pool import signal_of, stop_pool
+from keras_dkg.runtime.batch_pool import scrubbed_spawn_context, signal_of, stop_pool
 from keras_dkg.runtime.batch_report import (
     DECRYPTED,
     ENCRYPTED,
@@ -71,6 +71,7 @@ from keras_dkg.runtime.batch_report import (
 )
 from keras_dkg.runtime.cipher import KNOWN_CIPHERS
 from keras_dkg.runtime.formats import open_plaintext_checked as open_plaintext
+from keras_dkg.runtime.outputs import refuse_keys_under
 
 __all__ = ["LOCK_NAME", "REPORT_NAME", "BatchInterrupted", "BatchReport", "FileResult", "decrypt_folder",
            "encrypt_folder", "folder_lock", "list_folder", "open_plaintext", "ENCRYPTED", "DECRYPTED", "VERIFIED",
@@ -185,9 +186,7 @@ def _run_here(report: BatchReport, settings: dict, chunks: list[list[str]], bar:
 
 
 def _run_pool(report: BatchReport, settings: dict, chunks: list[list[str]], jobs: int, bar: _Progress) -> None:
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=scrubbed_spawn_context(),  # no passphrase inherited
                                initializer=batch_worker.init_pool_worker, initargs=(os.getpid(), settings))
     futures = {}
     try:
@@ -348,6 +347,10 @@ def encrypt_folder(
         raise InputError(f"unknown cipher {cipher!r}; expected one of {', '.join(KNOWN_CIPHERS)}")
     guard = guard_outputs(in_dir, out_dir, keys, overwrite, seed=seed, model=model)
     destination = check_report(guard, report, out_dir, in_dir, keys, resume)
+    from keras_dkg.runtime.custody import Credentials, require_protected
+
+    credentials = credentials or Credentials.from_environment()
+    require_protected(keys, credentials)  # a secret given for no protected store: refused, never ignored
     if cipher == "hardened":
         from keras_dkg.runtime.hardened import require_cryptography
 
@@ -359,10 +362,9 @@ def encrypt_folder(
     generator = KeyGenerator(model, provider=provider, batch_size=chunk)
     make_folder(out_dir)
     with folder_lock(out_dir):  # a second batch into OUT_DIR now is refused, not interleaved
-        from keras_dkg.runtime.custody import Credentials
         from keras_dkg.runtime.keystore import KeyStore
 
-        credentials = credentials or Credentials.from_environment()
+        refuse_keys_under(out_dir, in_dir, "ciphertext")  # never replaced, even with --overwrite
         # created (or unlocked) here, once, before any worker; held open: rotate/protect wait for this batch
         _writer = KeyStore(keys, create=True, credentials=credentials)
         credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
@@ -412,12 +414,13 @@ def decrypt_folder(
     check_folders(in_dir, target, keys, "archive or output")
     if not keys.is_dir():
         raise KeyMaterialError(f"{keys}: no such key store folder")
-    from keras_dkg.runtime.custody import Credentials
+    from keras_dkg.runtime.custody import Credentials, require_protected
     from keras_dkg.runtime.keystore import INDEX_NAME, KeyStore, is_key_store
 
+    credentials = credentials or Credentials.from_environment()
+    require_protected(keys, credentials)  # a secret given for a plain store: refused, never ignored
     if not is_key_store(keys):
         raise KeyMaterialError(f"{keys}: not a keras_dkg key store (no {INDEX_NAME}); wrong --keys folder?")
-    credentials = credentials or Credentials.from_environment()
     KeyStore(keys, credentials=credentials)  # a protected store is unlocked once, here (wrong passphrase: stop)
     credentials = credentials.for_workers()  # workers get the derived key, never the passphrase
     if jobs < 1 or chunk < 1:
@@ -426,6 +429,7 @@ def decrypt_folder(
     destination = check_report(guard, report, target, in_dir, keys, resume=False)
     with contextlib.ExitStack() as stack:
         if target is not None:
+            refuse_keys_under(target, in_dir, "plaintext")  # never replaced, even with --overwrite
             make_folder(target)
             stack.enter_context(folder_lock(target))  # a second batch into BACK_DIR now is refused
         images, others = list_folder(in_dir, exclude={"output folder": target, "key store": keys})

@@ -12,6 +12,12 @@ for every queued task before it stops. So:
   the whole process group; the parent alone decides) and, on Linux, asks the kernel to
   SIGKILL it when the parent dies, whatever killed the parent (prctl PR_SET_PDEATHSIG).
 * `stop_pool` cancels queued tasks and terminates the workers instead of waiting for them.
+* Workers never see the key store passphrase: a spawned process copies its parent's
+  environment (and /proc/PID/environ shows it for the process's whole life), so
+  `without_secrets` takes the passphrase variables out of the environment while a worker
+  starts (`scrubbed_spawn_context` for the local pool; the Ray engine starts Ray inside it
+  and blanks them in its actors' runtime env). Workers get the derived key instead
+  (`custody.Credentials.for_workers`).
 
 A worker killed mid-write leaves only what `--resume` understands: a hidden temporary
 file (removed by the parent and by the next run), or a stored key without ciphertext.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -29,8 +36,53 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
+from keras_dkg.runtime.custody import SECRET_VARIABLES
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SECRETS_LOCK = threading.Lock()
+_SECRETS_HELD: dict = {"depth": 0, "saved": {}}
+
+
+@contextlib.contextmanager
+def without_secrets() -> Iterator[None]:
+    """The key store passphrase variables out of os.environ inside the block (put back after it).
+
+    Processes started inside the block do not inherit them. Nested and concurrent blocks
+    share one removal: the variables come back when the last block ends.
+    """
+    with _SECRETS_LOCK:
+        if _SECRETS_HELD["depth"] == 0:
+            _SECRETS_HELD["saved"] = {name: os.environ.pop(name) for name in SECRET_VARIABLES if name in os.environ}
+        _SECRETS_HELD["depth"] += 1
+    try:
+        yield
+    finally:
+        with _SECRETS_LOCK:
+            _SECRETS_HELD["depth"] -= 1
+            if _SECRETS_HELD["depth"] == 0:
+                os.environ.update(_SECRETS_HELD["saved"])
+                _SECRETS_HELD["saved"] = {}
+
+
+class _ScrubbedProcess(multiprocessing.context.SpawnProcess):
+    def start(self) -> None:
+        with without_secrets():
+            super().start()
+
+
+class _ScrubbedSpawnContext(multiprocessing.context.SpawnContext):
+    Process = _ScrubbedProcess
+
+
+def scrubbed_spawn_context() -> multiprocessing.context.SpawnContext:
+    """The "spawn" start method, with every process started without the passphrase variables (and the
+    resource tracker that a pool's queues start, before the first worker, started the same way)."""
+    from multiprocessing import resource_tracker
+
+    with without_secrets():
+        resource_tracker.ensure_running()
+    return _ScrubbedSpawnContext()
 
 
 class Stopped(KeyboardInterrupt):

@@ -33,6 +33,7 @@ import uuid
 
 from keras_dkg.errors import DkgError
 from keras_dkg.runtime import batch_worker
+from keras_dkg.runtime.batch_pool import SECRET_VARIABLES, without_secrets
 from keras_dkg.runtime.batch_report import FileResult
 
 INSTALL_HINT = "pip install 'keras-dkg[ray]'"
@@ -86,10 +87,12 @@ def run(report, settings: dict, chunks: list[list[str]], workers: int, address: 
         collect, cpus_per_worker: int = 1) -> None:
     """Process every chunk on `workers` actors into `report` (via `collect`)."""
     ray = import_ray()
-    started, startup = _start(ray, address, workers, cpus_per_worker)
+    with without_secrets():  # a local Ray (and every worker it starts) without the passphrase in its environment
+        started, startup = _start(ray, address, workers, cpus_per_worker)
     report.options["ray_startup_s"] = round(startup, 3)
     command = settings["command"]
-    actor_class = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(BatchActor)
+    actor_class = ray.remote(num_cpus=cpus_per_worker, max_restarts=0,  # a Ray started elsewhere: blanked
+                             runtime_env={"env_vars": dict.fromkeys(SECRET_VARIABLES, "")})(BatchActor)
     run_id = uuid.uuid4().hex[:8]
     actors = {index: actor_class.remote(settings, f"ray-{run_id}-{index}", cpus_per_worker)
               for index in range(workers)}

@@ -12,7 +12,9 @@ docs/hardened.md); decryption reads the cipher from the ciphertext's metadata.
 Every use of a key is recorded (KEY.json or the key store index). With `--cipher xor` a
 key encrypts one plaintext only: a second plaintext is refused unless --allow-key-reuse.
 `--cipher hardened` may reuse a key (fresh salt and nonce per encryption) without it.
-Outputs are never the input, never overwritten without --overwrite, written atomically.
+Outputs are never the input, never a key (not even with --overwrite), never overwritten without
+--overwrite, written atomically. Credentials given (--key-file, DKG_KEYSTORE_*) for a --keys folder
+that is no protected store are refused before any work.
 Errors are one line on stderr (`dkg-encrypt: error: ...`) with a non-zero exit code.
 """
 
@@ -114,11 +116,19 @@ def decrypt_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_store(args: argparse.Namespace, create: bool = False) -> KeyStore:
-    """The --keys store, a protected one unlocked the one way every command does (custody.Credentials)."""
-    from keras_dkg.runtime.custody import Credentials
+def store_credentials(args: argparse.Namespace):
+    """The --keys store's credentials, read the one way every command does (custody.Credentials); refused
+    when they were given (--key-file, environment) for a folder that is no protected store."""
+    from keras_dkg.runtime.custody import Credentials, require_protected
 
-    return KeyStore(args.keys, create=create, credentials=Credentials.from_environment(args.key_file))
+    credentials = Credentials.from_environment(args.key_file)
+    require_protected(args.keys, credentials)
+    return credentials
+
+
+def open_store(args: argparse.Namespace, create: bool = False, credentials=None) -> KeyStore:
+    """The --keys store, a protected one unlocked with `store_credentials`."""
+    return KeyStore(args.keys, create=create, credentials=credentials or store_credentials(args))
 
 
 def encrypt(args: argparse.Namespace) -> str:
@@ -130,6 +140,7 @@ def encrypt(args: argparse.Namespace) -> str:
         raise InputError("give either --key KEY.png or --model M.onnx --seed SEED --keys DIR")
     if args.model and not (args.seed and args.keys):
         raise InputError("--model needs --seed (the seed image) and --keys (where the fresh key is stored)")
+    credentials = store_credentials(args) if args.keys else None  # before any work: never ignored
     output_format = _check_paths(args, source, output, "plaintext")
     if args.cipher == "hardened":
         from keras_dkg.runtime.hardened import require_cryptography
@@ -149,10 +160,10 @@ def encrypt(args: argparse.Namespace) -> str:
         size = check_key_size(key_size_for(plain.shape, plain.dtype), f"{source} (its key)")
         # an existing (maybe protected) store is opened before the model is loaded; a new one only
         # once the key is made, so a bad model or seed creates no store
-        store = open_store(args, create=True) if is_key_store(args.keys) else None  # a writer from here on
+        store = open_store(args, create=True, credentials=credentials) if is_key_store(args.keys) else None  # a writer
         generator = KeyGenerator(args.model, provider=args.provider)
         key = generator.generate(args.seed, size=size, nonce=random_nonce())
-        store = store or open_store(args, create=True)
+        store = store or open_store(args, create=True, credentials=credentials)
         store.add(key)
     context = handle.context
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
@@ -172,12 +183,13 @@ def encrypt(args: argparse.Namespace) -> str:
 
 def decrypt(args: argparse.Namespace) -> str:
     source, output = Path(args.ciphertext), Path(args.output)
+    credentials = store_credentials(args) if args.keys else None  # before any work: never ignored
     output_format = _check_paths(args, source, output, "ciphertext")
     handle = open_ciphertext(source)
     meta = handle.meta
     if output_format == "raster":
         check_storable(output, np.empty([1, 1, *meta.shape[2:]], dtype=meta.dtype))
-    store = None if args.key else open_store(args)
+    store = None if args.key else open_store(args, credentials=credentials)
     key = load_key(args.key) if args.key else store.load(meta.key_fingerprint)
     key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
     plain = _naming(f"{source} with key {key_label}", decrypt_array, handle.array, key.pixels, meta,

@@ -53,13 +53,22 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
 
 
 def read_bounded(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
-    """All bytes of a regular file of at most `limit` bytes (checked before reading, and while reading)."""
+    """All bytes of a regular file of at most `limit` bytes (checked before reading, and while reading).
+
+    Opened non-blocking and checked again on the open descriptor: a path swapped for a FIFO
+    between the check and the open is refused, not waited on."""
     target = regular_file(path, what)
     try:
-        with open(target, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > limit:
-                raise InputError(f"{target}: {what} is {size} bytes, over the {limit} byte limit")
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(f"{target}: cannot read {what} ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"{target}: is {file_kind(info.st_mode)}, not a regular file; expected {what}")
+            if info.st_size > limit:
+                raise InputError(f"{target}: {what} is {info.st_size} bytes, over the {limit} byte limit")
             data = handle.read(limit + 1)
     except OSError as exc:
         raise InputError(f"{target}: cannot read {what} ({exc.strerror or exc})") from exc

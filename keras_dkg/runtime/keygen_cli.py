@@ -6,8 +6,8 @@ nonces in batched session runs: `--nonce X` gives nonces X:0 … X:N-1 (reproduc
 otherwise fresh random ones.
 
 Every output (each KEY.png and KEY.json) is checked by `OutputGuard` before the model is
-loaded: never the seed or the model, never inside a key store, never an existing file
-without --overwrite. A key too large for one run is made in tiles; such a job first prints
+loaded: never the seed or the model, never inside a key store, never an existing key (not
+even with --overwrite), never another existing file without --overwrite. A key too large for one run is made in tiles; such a job first prints
 what memory and time it needs (stdout), then writes its keys one at a time.
 """
 
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s; docs/keys.md)")
     parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="onnxruntime provider (default: auto)")
     parser.add_argument("--count", type=int, default=1, help="number of keys (KEY_000.png, ...; default: 1)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing key files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing files at the output paths; never a key (a KEY.png with its KEY.json "
+                             "record): a replaced key is a lost image, so delete an unwanted key yourself")
     return parser
 
 

@@ -73,9 +73,13 @@ def _credentials(key_file, new: bool = False):
 
 
 def _open(args):
+    from keras_dkg.runtime.custody import require_protected
     from keras_dkg.runtime.keystore import KeyStore
 
-    return KeyStore(args.store, credentials=_credentials(args.key_file))
+    credentials = _credentials(args.key_file)
+    if args.key_file:  # a --key-file for a plain store is refused, never ignored (the environment is not checked
+        require_protected(args.store, credentials)  # here: read-only commands on plain stores keep working)
+    return KeyStore(args.store, credentials=credentials)
 
 
 def _uses(entry: dict) -> str:

@@ -41,6 +41,7 @@ from keras_dkg.runtime.custody import (
     STORE_FORMAT,
     Credentials,
     Vault,
+    check_key_file_outside,
     is_protected,
     seal_keyring,
     write_key_file,
@@ -67,6 +68,7 @@ from keras_dkg.runtime.keystore_check import (  # noqa: F401 (verify/audit are p
     unaccounted_message,
     verify_store,
 )
+from keras_dkg.runtime.outputs import OutputGuard
 
 ROTATE_PHASES = ("derive", "index", "commit", "cleanup")
 PROTECT_PHASES = ("keys", "index", "archive", "commit", "cleanup")
@@ -95,7 +97,7 @@ def _new_vault(folder: Path, credentials: Credentials, generation: int, store_id
     kdf = sealing.new_kdf(passphrase=credentials.kind == "passphrase")
     kek = credentials.kek(kdf, str(folder))
     manifest = {**(base or {}), "format": STORE_FORMAT, "store_id": store_id, "generation": generation,
-                "protection": credentials.kind, "kdf": kdf, "aead": sealing.AEAD_NAME,
+                "protection": credentials.kind, "kdf": kdf, "aead": sealing.AEAD_NAME, "kek_check": sealing.key_check(kek),
                 "index": _index_name(generation), "keyring": seal_keyring(kek, store_id, generation, lookup, audit_keys)}
     return Vault(folder, manifest, kek, lookup, audit_keys)
 
@@ -104,9 +106,11 @@ def _sealed_line(vault: Vault, entry: dict) -> bytes:
     return (json.dumps({"sealed": vault.seal_entry(entry)}) + "\n").encode("utf-8")
 
 
-def _prepare_credentials(credentials: Credentials, creating: bool) -> None:
-    """A new store's key file is made when missing; a passphrase is asked (twice) before any write."""
+def _prepare_credentials(credentials: Credentials, creating: bool, folder: str | os.PathLike) -> None:
+    """A new store's key file is made when missing (never inside the store); a passphrase is asked (twice)
+    before any write."""
     sealing.require_cryptography()
+    check_key_file_outside(folder, credentials)
     if credentials.key_file and creating and not Path(credentials.key_file).exists():
         write_key_file(credentials.key_file)
     credentials.secret()
@@ -118,7 +122,7 @@ def init_store(folder: str | os.PathLike, credentials: Credentials) -> KeyStore:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(f"{folder}: exists and is not an empty folder; a new key store needs its own folder "
                          "(`dkg-keys protect` converts a plain store)")
-    _prepare_credentials(credentials, creating=True)
+    _prepare_credentials(credentials, creating=True, folder=folder)
     try:
         (folder / KEYS_FOLDER).mkdir(parents=True, exist_ok=True)
         os.close(os.open(folder / LOCK_NAME, os.O_WRONLY | os.O_CREAT, PRIVATE_MODE))
@@ -139,7 +143,7 @@ def rotate_store(folder: str | os.PathLike, credentials: Credentials, new_creden
     store = KeyStore(folder, credentials=credentials)
     if store.vault is None:
         raise InputError(f"{folder}: a plain key store has no master key to rotate; `dkg-keys protect` it first")
-    _prepare_credentials(new_credentials, creating=True)
+    _prepare_credentials(new_credentials, creating=True, folder=folder)
     old = store.vault
     with keystore_locks.exclusive(store.folder, wait_s, "rotate"):  # no writer is alive until it is done
         store.merge_shards()  # every line in the one index that is sealed again
@@ -189,7 +193,7 @@ def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_afte
         entries = store._live_entries()
         return {"keys": len(entries), "finished": _finish_protect(store.folder, entries, fail_after)}
     plain = KeyStore(folder)
-    _prepare_credentials(credentials, creating=True)
+    _prepare_credentials(credentials, creating=True, folder=folder)
     with keystore_locks.exclusive(plain.folder, wait_s, "protect"):
         return _protect_plain(plain, credentials, fail_after)
 
@@ -257,6 +261,10 @@ def export_keys(store: KeyStore, fingerprints: Iterable[str], bundle: str | os.P
     chosen = list(dict.fromkeys(fingerprints))
     if not chosen:
         raise InputError("nothing to export: name keys with --fingerprint FP or --for CIPHERTEXT")
+    # the bundle is an output like any other (never inside a key store, never an input), and its key
+    # file never lies in the store it is cut from
+    OutputGuard(inputs={"key store": store.folder}).check_folder(bundle, "bundle folder")
+    check_key_file_outside(store.folder, bundle_credentials)
     keys = [store.load(fp) for fp in chosen]  # every key opens before anything is written
     target = init_store(bundle, bundle_credentials)
     for key in keys:
@@ -268,6 +276,9 @@ def export_keys(store: KeyStore, fingerprints: Iterable[str], bundle: str | os.P
 
 def import_keys(store: KeyStore, bundle: str | os.PathLike, bundle_credentials: Credentials) -> tuple[int, int]:
     """Add a bundle's keys to `store` (keys it has already are left as they are); (added, present)."""
+    if store.vault is None:  # the bundle's keys are sealed: written here they would be in the clear
+        raise InputError(f"{store.folder}: a plain key store; importing would write the bundle's sealed keys in "
+                         f"the clear: seal it first with `dkg-keys protect {store.folder}`")
     source = KeyStore(bundle, credentials=bundle_credentials)
     added = present = 0
     keys = [source.load(entry["fingerprint"]) for entry in source.entries()]

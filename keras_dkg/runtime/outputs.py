@@ -8,6 +8,9 @@ folder) is never:
 * anything inside a key store (a folder with `index.jsonl`, or `store.json` when protected): the store's own code is the
   only writer there; nor inside a folder the command names in `outside` (a `--keys`
   folder not yet a store, a source folder whose images would be read back);
+* a key: a file with a key record beside it (`KEY.png` and `KEY.json`, as dkg-keygen
+  writes them), or a key record itself — not even with `--overwrite` (a replaced key is
+  a lost image; a key the user no longer wants is deleted by hand, never by a command);
 * an existing file, unless the user said `--overwrite` (`allow_existing` lets a command
   replace a file it recognises as its own earlier output, e.g. a batch report on resume);
 * a folder where a file is due, or a file where a folder is due;
@@ -20,15 +23,19 @@ output costs nothing and writes nothing.
 
 from __future__ import annotations
 
+import glob
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_dkg.errors import OutputError
+from keras_dkg.runtime.inputs import MAX_RECORD_BYTES
 
 # keep in step with keystore.INDEX_NAME and custody.MANIFEST_NAME (not imported: no cycle)
 KEY_STORE_MARKERS = ("index.jsonl", "store.json")
+KEY_RECORD_MARK = b'"keras_dkg.key/'  # the start of keys.KEY_RECORD_FORMAT's value (keys imports this floor)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -53,6 +60,70 @@ def key_store_holding(path: str | os.PathLike) -> Path | None:
         if any((folder / marker).is_file() for marker in KEY_STORE_MARKERS):
             return folder
     return None
+
+
+def is_key_record(path: str | os.PathLike) -> bool:
+    """Whether `path` is a key record (KEY.json): a regular file, not too big, naming the key record format.
+
+    Checked by type before it is opened (a FIFO or device is never read), and generous: a
+    damaged record that still names the format counts, because its key is still a key.
+    """
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
+            return False
+        with open(path, "rb") as handle:
+            return KEY_RECORD_MARK in handle.read(MAX_RECORD_BYTES)
+    except OSError:
+        return False
+
+
+def key_record_of(path: str | os.PathLike) -> Path | None:
+    """The key record that makes `path` (after resolving links) part of a key, else None.
+
+    `path` is a key record itself, or a file (existing or not) with a key record beside it
+    (KEY.png → KEY.json): writing there would replace a key, or put a stranger beside its record.
+    """
+    resolved = Path(os.path.realpath(path))
+    if resolved.suffix.lower() == ".json" and is_key_record(resolved):
+        return resolved
+    beside = resolved.with_suffix(".json")
+    if beside != resolved and is_key_record(beside):
+        return beside
+    return None
+
+
+def refuse_key(target: str | os.PathLike, what: str = "output") -> None:
+    """OutputError when writing `target` would replace a key or its record (see `key_record_of`)."""
+    record = key_record_of(target)
+    if record is not None:
+        part = "is a key record" if record == Path(os.path.realpath(target)) else \
+            f"is a key (its record {record.name} is beside it)"
+        raise OutputError(f"{target}: {part}; a key is never an output, even with --overwrite "
+                          f"(choose another {what} path)")
+
+
+def refuse_keys_under(out_dir: str | os.PathLike, in_dir: str | os.PathLike, what: str = "output") -> None:
+    """OutputError when a file of IN_DIR would be written over a key under OUT_DIR (same relative path).
+
+    For a batch, whose outputs mirror its inputs: every key record under OUT_DIR is found
+    (one walk, links not followed), and any input with the record's name and any suffix (or
+    none: DICOM files often have none) would land on its key. Checked before any work.
+    """
+    out_dir, in_dir = Path(out_dir), Path(in_dir)
+    if not out_dir.is_dir():
+        return
+    for folder, _, names in os.walk(out_dir):
+        for name in names:
+            if not name.lower().endswith(".json") or not is_key_record(Path(folder, name)):
+                continue
+            relative = Path(folder, name).relative_to(out_dir).with_suffix("")
+            source = in_dir / relative
+            candidates = [source, *source.parent.glob(f"{glob.escape(source.name)}.*")] if source.parent.is_dir() \
+                else []
+            for candidate in candidates:
+                if candidate.suffix.lower() != ".json" and candidate.is_file():
+                    refuse_key(out_dir / candidate.relative_to(in_dir), what)
 
 
 @dataclass
@@ -81,6 +152,7 @@ class OutputGuard:
         if store is not None:
             raise OutputError(f"{target}: is inside the key store {store}; only the key store itself writes there "
                               f"(choose a {what} path outside it)")
+        refuse_key(target, what)
         for label, (folder, why) in self.outside.items():
             if inside(target, folder):
                 raise OutputError(f"{target}: is inside the {label} {folder}; {why}")

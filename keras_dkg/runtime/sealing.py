@@ -26,6 +26,12 @@ SALT_BYTES = 16
 AEAD_NAME = "aes-256-gcm"
 # RFC 9106's second recommended Argon2id setting (64 MiB, 3 passes, 4 lanes): ~0.18 s here
 ARGON2_DEFAULTS = {"name": "argon2id", "iterations": 3, "lanes": 4, "memory_kib": 65536}
+# what a manifest's Argon2id parameters may ask, checked before they are used (a hostile store.json must
+# not make us allocate 4 TiB or run 10⁶ passes): inclusive ranges, and passes × memory at most 4 GiB
+ARGON2_LIMITS = {"iterations": (1, 10), "lanes": (1, 16), "memory_kib": (8, 1 << 20)}
+MAX_ARGON2_COST_KIB = 1 << 22
+SALT_RANGE = (8, 64)  # bytes
+NORMALIZATION = "nfc"  # passphrases normalised (custody.normalize_passphrase) before the KDF; older stores lack it
 INSTALL_HINT = "pip install 'keras-dkg[keys]'"
 
 
@@ -66,9 +72,38 @@ def unseal(key: bytes, blob: bytes, aad: bytes, label: str) -> bytes:
                                "(damaged, truncated, altered, or from another store)") from None
 
 
+def check_kdf(kdf: dict, label: str) -> None:
+    """KeyMaterialError unless `kdf` is one of ours with parameters in range (ARGON2_LIMITS, SALT_RANGE)."""
+    def bad(why: str) -> KeyMaterialError:
+        return KeyMaterialError(f"{label}: key derivation parameters {why}; refused before use (altered store.json?)")
+
+    name = kdf.get("name")
+    fields = {"argon2id": {"name", "salt", "normalization", *ARGON2_LIMITS}, "hkdf-sha256": {"name", "salt"}}
+    if name not in fields:
+        raise bad(f"name an unknown function {str(name)[:40]!r}")
+    extra = sorted(set(kdf) - fields[name])
+    if extra:
+        raise bad(f"have unknown fields {extra[:5]}")
+    salt = kdf.get("salt")
+    if not isinstance(salt, str) or len(salt) % 2 or not SALT_RANGE[0] * 2 <= len(salt) <= SALT_RANGE[1] * 2 \
+            or any(c not in "0123456789abcdefABCDEF" for c in salt):
+        raise bad(f"have a salt that is not {SALT_RANGE[0]}-{SALT_RANGE[1]} bytes of hex")
+    if name == "argon2id":
+        for field, (low, high) in ARGON2_LIMITS.items():
+            value = kdf.get(field)
+            if type(value) is not int or not low <= value <= high:
+                raise bad(f"ask {field} {str(value)[:40]} (allowed {low}..{high})")
+        if kdf["memory_kib"] < 8 * kdf["lanes"] or kdf["memory_kib"] * kdf["iterations"] > MAX_ARGON2_COST_KIB:
+            raise bad(f"ask {kdf['iterations']} passes over {kdf['memory_kib']} KiB in {kdf['lanes']} lanes "
+                      f"(at least 8 KiB per lane, at most {MAX_ARGON2_COST_KIB} KiB in all passes)")
+        if kdf.get("normalization", NORMALIZATION) != NORMALIZATION:
+            raise bad(f"name an unknown passphrase normalisation {str(kdf['normalization'])[:40]!r}")
+
+
 def derive_kek(secret: bytes, kdf: dict, label: str) -> bytes:
-    """The key-encryption key from a passphrase (Argon2id) or a key file (HKDF-SHA-256)."""
+    """The key-encryption key from a passphrase (Argon2id) or a key file (HKDF-SHA-256); parameters checked first."""
     _crypto()
+    check_kdf(kdf, label)
     from cryptography.hazmat.primitives.hashes import SHA256
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -90,7 +125,15 @@ def derive_kek(secret: bytes, kdf: dict, label: str) -> bytes:
 def new_kdf(passphrase: bool) -> dict:
     """Fresh KDF parameters (a new salt) for a passphrase or a key file."""
     salt = os.urandom(SALT_BYTES).hex()
-    return {**ARGON2_DEFAULTS, "salt": salt} if passphrase else {"name": "hkdf-sha256", "salt": salt}
+    if passphrase:
+        return {**ARGON2_DEFAULTS, "salt": salt, "normalization": NORMALIZATION}
+    return {"name": "hkdf-sha256", "salt": salt}
+
+
+def key_check(key: bytes) -> str:
+    """A check value of a KEK, bound to nothing else (custody.unlock tells a wrong secret from an altered
+    manifest with it). It tests a guess no faster than the sealed keyring already does: the KDF dominates."""
+    return hmac.new(key, b"keras_dkg.keystore/2 kek-check", hashlib.sha256).hexdigest()[:32]
 
 
 def keyed_name(key: bytes, value: str) -> str:
