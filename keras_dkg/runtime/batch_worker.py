@@ -260,7 +260,9 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None,
                 continue
             _make_parent(target)
             start = time.perf_counter()
-            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"] or relative in ours)
+            # the container the ciphertext records, whatever its name (a DICOM file called IM0001)
+            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"] or relative in ours,
+                                      as_recorded=True)
             timing["write"] += time.perf_counter() - start
             result.status, result.output = DECRYPTED, relative
         except Exception as exc:
