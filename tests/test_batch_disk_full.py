@@ -57,7 +57,7 @@ def _batch_into_full_disk(tmp_path: Path, model: Path, store_on_full_disk: bool)
     argv = ["--batch", str(source), "-o", str(full / "arch"), "--keys", str(keys), "--model", str(model),
             "--seed", str(SEED), "--no-progress"]
     run = subprocess.run([*_unshare(), sys.executable, "-c", INSIDE, str(full), json.dumps(argv), str(copy)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     return source, copy, keys if not store_on_full_disk else copy / "ks", run
 
 
