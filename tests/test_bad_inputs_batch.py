@@ -225,7 +225,7 @@ def _(env):
     return batch_argv(env)
 
 
-@case("name-with-escape-single-file", "dkg-encrypt", "one file whose name carries ESC[31m (not a readable image)", 2,
+@case("batch2-single-file-name-with-escape", "dkg-encrypt", "one file whose name carries ESC[31m (not a readable image)", 2,
       r"^dkg-encrypt: error: in/c\\x1b\[31m\.png: not a readable image")
 def _(env):
     from badinput_kit import encrypt_argv, key_file
