@@ -101,7 +101,7 @@ def _print_outcome(prog: str, report: BatchReport, report_path) -> int:
     for line in report.failure_lines(prog):  # names escaped; all of them when the report is not written
         print(line, file=sys.stderr)
     if report.options.get("hint"):
-        print(f"{prog}: {report.options['hint']}", file=sys.stderr)
+        print(f"{prog}: {printable(report.options['hint'])}", file=sys.stderr)
     if report.not_written:
         print(f"{prog}: error: {printable(report.not_written)}", file=sys.stderr)
     elif report_path is not None:
@@ -153,7 +153,7 @@ def _stoppable(prog: str, action: Callable, args) -> int:
         number = signal_of(exc)
         message = f"interrupted by {signal.Signals(number).name} before any file was processed; rerun the same command"
         code = 128 + number
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {printable(message)}", file=sys.stderr)
     return code
 
 
