@@ -203,7 +203,7 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None,
         for relative, key in zip(group, keys, strict=True):
             result, plain = results[relative], pending.pop(relative)
             source, target = in_dir / relative, out_dir / relative
-            digest = plaintext_digest(plain.array)
+            digest, saved = plaintext_digest(plain.array), False
             try:
                 start = time.perf_counter()
                 # the key is kept, with the plaintext it is for, before its ciphertext exists
@@ -217,12 +217,14 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None,
                 timing["xor"] += time.perf_counter() - start
                 start = time.perf_counter()
                 plain.save_ciphertext(target, ciphertext, meta, overwrite=settings["overwrite"])
+                saved = True
                 timing["write"] += time.perf_counter() - start  # encode + write
                 result.status, result.output = ENCRYPTED, relative
             except BaseException as exc:
                 if isinstance(exc, Exception):
                     failure(result, exc)
-                give_back_use(store, key.fingerprint, digest, result)
+                if not saved:
+                    give_back_use(store, key.fingerprint, digest, result)
                 if not isinstance(exc, Exception):
                     raise  # stopped (SIGINT/SIGTERM): the file stays "interrupted"
     return [results[r] for r in relatives], timing
