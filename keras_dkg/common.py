@@ -8,7 +8,8 @@ them), so the TensorFlow-free runtime may import this module (tests/test_layerin
 * `to_jsonable`: numpy values, paths, dataclasses, tuples and sets as JSON types;
 * `file_lock`: an exclusive `fcntl.flock` on a file, blocking or not;
 * `utc_timestamp`: now, ISO 8601 in UTC, to the second;
-* `short_error`: an exception's message on one line, cut to a length.
+* `short_error`: an exception's message on one line, cut to a length;
+* `printable`: text for one human-readable line, control characters escaped.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Any
 
-__all__ = ["LockHeld", "file_lock", "progress_bar", "quiet", "short_error", "to_jsonable", "utc_timestamp"]
+__all__ = ["LockHeld", "file_lock", "printable", "progress_bar", "quiet", "short_error", "to_jsonable",
+           "utc_timestamp"]
 
 
 # --------------------------------------------------------------------------- progress
@@ -211,3 +213,23 @@ def short_error(exc: BaseException, limit: int | None = 160, sep: str = " ") -> 
     lines = (" ".join(line.split()) for line in str(exc).splitlines())
     text = sep.join(line for line in lines if line) or type(exc).__name__
     return text if limit is None or len(text) <= limit else text[:limit] + "…"
+
+
+# Characters a file name may hold that would break or disguise a line on a terminal: C0/C1
+# controls (newline, carriage return, ESC …), DEL, line/paragraph separators, bidi overrides.
+_UNPRINTABLE = frozenset((*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F),
+                          *range(0x2066, 0x206A)))
+_ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` for one human-readable line: control characters escaped as `\\n`, `\\x1b`, `\\u202e` ….
+
+    A file may be called "a.png\\ndkg-encrypt: encrypted 1 files" or carry terminal escape
+    sequences; in a report or error line its name must read as one name, never as a line of
+    its own or a rewritten terminal. (JSON reports escape such names themselves.)
+    """
+    if not any(ord(ch) in _UNPRINTABLE for ch in text):
+        return text
+    return "".join(_ESCAPES.get(ord(ch)) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+                   if ord(ch) in _UNPRINTABLE else ch for ch in text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from keras_dkg.common import short_error
+from keras_dkg.common import printable, short_error
 
 
 class DkgError(Exception):
@@ -96,5 +96,5 @@ def run_cli(prog: str, action: Callable[[], int | None], interrupted: str | None
         if interrupted is None:
             raise
         message, code = interrupted, 130
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {printable(message)}", file=sys.stderr)  # a file name cannot forge a line
     return code

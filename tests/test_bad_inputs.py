@@ -761,6 +761,13 @@ def _(env):
     return ["--steps", "2", "--out", "run", "--image-size", "30", "--no-progress"]
 
 
+@case("fit-no-arguments", "keras_dkg.fit", "no arguments at all (would train 20,000 steps into a folder nobody named)", 2,
+      r"--out RUN_DIR is required: the run folder .* \(this command would train 20000 steps at 256²; "
+      r"e\.g\. --out runs/dkg", "nothing written; no runs/ folder")
+def _(env):
+    return []
+
+
 # ---- dkg-domain, dkg-analyze -----------------------------------------------------------
 
 @case("domain-image-unreadable", "dkg-domain", "source folder with a damaged PNG between two good ones", 2,

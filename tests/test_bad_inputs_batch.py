@@ -201,6 +201,62 @@ def _(env):
     return [*argv, "-o", "back"]
 
 
+# ---- issue 23: names that would forge lines, DICOM named like a PACS export -----------------------
+
+@case("batch2-name-with-newline", "dkg-encrypt",
+      "IN_DIR holds an unreadable file named 'x.png<newline>dkg-encrypt: encrypt: 2 files: 2 encrypted.png'", 1,
+      r"^dkg-encrypt: failed: x\.png\\ndkg-encrypt: encrypt: 2 files: 2 encrypted\.png: in/x\.png\\ndkg-encrypt: "
+      r"encrypt: 2 files: 2 encrypted\.png: not a readable image",
+      "a.png encrypted; the name shown with \\n escaped, on one line",
+      allowed_new=("out", "out/a.png", "out/dkg-report.json", *KEY_STORE_FILES))
+def _(env):
+    image(env, "in/a.png")
+    env.write("in/x.png\ndkg-encrypt: encrypt: 2 files: 2 encrypted.png", b"text")
+    return batch_argv(env)
+
+
+@case("batch2-name-with-escape-sequence", "dkg-encrypt",
+      "IN_DIR holds an unreadable file whose name carries a terminal escape (ESC[2K, CR)", 1,
+      r"^dkg-encrypt: failed: b\\x1b\[2K\\rok\.png: in/b\\x1b\[2K\\rok\.png: not a readable image",
+      "a.png encrypted; ESC and CR shown escaped",
+      allowed_new=("out", "out/a.png", "out/dkg-report.json", *KEY_STORE_FILES))
+def _(env):
+    image(env, "in/a.png")
+    env.write("in/b\x1b[2K\rok.png", b"text")
+    return batch_argv(env)
+
+
+@case("batch2-single-file-name-with-escape", "dkg-encrypt", "one file whose name carries ESC[31m (not a readable image)", 2,
+      r"^dkg-encrypt: error: in/c\\x1b\[31m\.png: not a readable image")
+def _(env):
+    from badinput_kit import encrypt_argv, key_file
+
+    key_file(env)
+    env.folder("out")
+    return encrypt_argv(env.write("in/c\x1b[31m.png", b"text"))
+
+
+@case("batch2-dicom-undeclared-pixel-data", "dkg-encrypt",
+      "a PACS export (STUDY/SER/IM0002, no suffix) with one DICOM whose Pixel Data is twice Rows×Columns", 1,
+      r"^dkg-encrypt: failed: STUDY/SER/IM0002: in/STUDY/SER/IM0002: 32768 bytes follow the 32768 bytes of samples "
+      r"the image elements describe .* not zero padding; they would be left unencrypted",
+      "IM0001 encrypted (DICOM, no suffix); IM0002 refused, nothing of it written",
+      allowed_new=("out", "out/STUDY", "out/STUDY/SER", "out/STUDY/SER/IM0001", "out/dkg-report.json",
+                   *KEY_STORE_FILES))
+def _(env):
+    import io
+
+    from badinput_kit import pydicom
+
+    env.write("in/STUDY/SER/IM0001", (DICOM_FILES / "MR_small.dcm").read_bytes())
+    dataset = pydicom.dcmread(DICOM_FILES / "CT_small.dcm")
+    dataset.PixelData = dataset.PixelData * 2
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    env.write("in/STUDY/SER/IM0002", buffer.getvalue())
+    return batch_argv(env)
+
+
 @MATRIX.parametrize()
 def test_bad_input(case, tmp_path, request, monkeypatch, capfd):
     check_case(case, tmp_path, request, monkeypatch, capfd)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rawpng
 import tifffile
-from badinput_kit import Matrix, check_case, encrypt_argv, key_file
+from badinput_kit import DICOM_FILES, Matrix, check_case, encrypt_argv, key_file, pydicom
 from PIL import Image
 
 from keras_dkg.errors import InputError
@@ -297,6 +297,39 @@ def _(env):
       r"seed\.tif: declares 20000x20000 pixels, over the .* \(possible decompression bomb\)")
 def _(env):
     return keygen_argv(env, env.write("seed.tif", late_ifd_tiff(20000, 20000)))
+
+
+# ---- DICOM Pixel Data beyond what the image elements describe (issue 23) ------------------------
+
+def dicom_with(env, name: str, relative: str, change) -> list[str]:
+    """pydicom's test file `name`, changed by `change(dataset)`, as the plaintext of a dkg-encrypt argv."""
+    dataset = pydicom.dcmread(DICOM_FILES / name)
+    change(dataset)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    key_file(env, shape=(1024, 1024))
+    env.folder("out")
+    return encrypt_argv(env.write(relative, buffer.getvalue()), "out/enc.dcm")
+
+
+@case("dicom-pixel-data-twice", "dkg-encrypt", "DICOM whose Pixel Data is twice Rows×Columns×bits", 2,
+      r"in/ct\.dcm: 32768 bytes follow the 32768 bytes of samples the image elements describe \(1 frame\(s\) of "
+      r"128×128, 1 sample\(s\) of 16 bits\) and are not zero padding; they would be left unencrypted")
+def _(env):
+    return dicom_with(env, "CT_small.dcm", "in/ct.dcm", lambda ds: setattr(ds, "PixelData", ds.PixelData * 2))
+
+
+@case("dicom-frame-undeclared", "dkg-encrypt", "multi-frame DICOM whose NumberOfFrames says 14 of its 15 frames", 2,
+      r"in/dose\.dcm: 400 bytes follow the 5600 bytes of samples .*\(14 frame\(s\) of 10×10, 1 sample\(s\) of "
+      r"32 bits\) and are not zero padding")
+def _(env):
+    return dicom_with(env, "rtdose.dcm", "in/dose.dcm", lambda ds: setattr(ds, "NumberOfFrames", 14))
+
+
+@case("dicom-padding-too-long", "dkg-encrypt", "DICOM with 65538 zero bytes after its samples", 2,
+      r"in/mr\.dcm: 65538 bytes follow the 8192 bytes of samples .* over the 65536 bytes of zero padding accepted")
+def _(env):
+    return dicom_with(env, "MR_small.dcm", "in/mr.dcm", lambda ds: setattr(ds, "PixelData", ds.PixelData + bytes(65538)))
 
 
 @MATRIX.parametrize()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
 
 import nibabel as nib
 import numpy as np
@@ -110,6 +111,83 @@ def _(env):
       r"enc/v\.nii with key k/key\.png: authentication failed")
 def _(env):
     return [flipped(env, encrypted(env), -3), "--key", "k/key.png", "-o", "back/v.nii"]
+
+
+# ---- issue 23: bytes outside what the header declares, hostile header values ---------------------
+
+def nii_with(raw: bytes, **fields) -> bytes:
+    """A NIfTI-1 volume's bytes with raw header fields replaced (vox_offset as float32)."""
+    data = bytearray(raw)
+    for name, value in fields.items():
+        offset, code = {"vox_offset": (108, "<f")}[name]
+        struct.pack_into(code, data, offset, value)
+    return bytes(data)
+
+
+def nii2(dims: tuple[int, ...]) -> bytes:
+    """A NIfTI-2 volume whose dim[0..7] are replaced by `dims`."""
+    data = bytearray(nib.Nifti2Image(np.zeros(SHAPE, np.int16), np.eye(4)).to_bytes())
+    struct.pack_into("<8q", data, 16, *dims)
+    return bytes(data)
+
+
+def ten_slices_header_says_five(gz: bool) -> bytes:
+    """The header of a 5-slice volume over the voxels of a 10-slice one: slices 6-10 undeclared."""
+    data = np.random.default_rng(5).integers(-300, 300, (*SHAPE[:2], 10)).astype("int16")
+    five = nib.Nifti1Image(data[:, :, :5], np.eye(4)).to_bytes()
+    raw = five + data[:, :, 5:].tobytes(order="F")
+    return gzip.compress(raw) if gz else raw
+
+
+@case("nii-undeclared-slices", "dkg-encrypt", "a .nii whose header says 5 slices while the file holds 10", 2,
+      r"in/v\.nii: 1200 bytes follow the 1200 voxel bytes the header declares \(dim 12×10×5, int16\) and are not "
+      r"zero padding; they would be left unencrypted, so the file is refused")
+def _(env):
+    return volume_argv(env, "in/v.nii", ten_slices_header_says_five(gz=False), "out/enc.nii")
+
+
+@case("nii-gz-undeclared-slices", "dkg-encrypt", "a .nii.gz whose header says 5 slices while it holds 10", 2,
+      r"in/v\.nii\.gz: 1200 bytes follow the 1200 voxel bytes .* not zero padding")
+def _(env):
+    return volume_argv(env, "in/v.nii.gz", ten_slices_header_says_five(gz=True))
+
+
+@case("nii-gz-bomb-of-zeros", "dkg-encrypt", "a 3 KB .nii.gz that inflates to 4 MB of zeros after its voxels", 2,
+      r"in/v\.nii\.gz: inflates past the 1552 bytes its header declares plus 65536 bytes of padding "
+      r"\(a decompression bomb\?\)")
+def _(env):
+    return volume_argv(env, "in/v.nii.gz", gzip.compress(nii(gz=False) + bytes(4 << 20), compresslevel=9))
+
+
+@case("nii-padding-too-long", "dkg-encrypt", "a .nii with 65537 zero bytes after its voxels", 2,
+      r"in/v\.nii: 65537 bytes follow the 1200 voxel bytes .* over the 65536 bytes of zero padding accepted")
+def _(env):
+    return volume_argv(env, "in/v.nii", nii(gz=False) + bytes(65537), "out/enc.nii")
+
+
+@case("nii-vox-offset-nan", "dkg-encrypt", "a .nii whose vox_offset is NaN", 2,
+      r"in/v\.nii: vox_offset nan is not a whole byte offset after the header")
+def _(env):
+    return volume_argv(env, "in/v.nii", nii_with(nii(gz=False), vox_offset=float("nan")), "out/enc.nii")
+
+
+@case("nii-vox-offset-inf", "dkg-encrypt", "a .nii.gz whose vox_offset is +Inf", 2,
+      r"in/v\.nii\.gz: vox_offset inf is not a whole byte offset after the header")
+def _(env):
+    return volume_argv(env, "in/v.nii.gz", gzip.compress(nii_with(nii(gz=False), vox_offset=float("inf"))))
+
+
+@case("nii2-dims-overflow", "dkg-encrypt", "a NIfTI-2 whose dims multiply past 2^64 (2^40 × 2^40 × 2^40)", 2,
+      r"in/v\.nii: the header claims 2658455991569831745807614120560689152 voxel bytes from offset 544, "
+      r"the file holds 1200")
+def _(env):
+    return volume_argv(env, "in/v.nii", nii2((3, 1 << 40, 1 << 40, 1 << 40, 1, 1, 1, 1)), "out/enc.nii")
+
+
+@case("nii2-gz-dims-overflow", "dkg-encrypt", "a NIfTI-2 .nii.gz whose dims multiply past 2^63", 2,
+      r"in/v\.nii\.gz: the header claims 36893488147419103232 voxel bytes from offset 544, the file holds 1200")
+def _(env):
+    return volume_argv(env, "in/v.nii.gz", gzip.compress(nii2((3, 1 << 62, 4, 1, 1, 1, 1, 1))))
 
 
 @MATRIX.parametrize()

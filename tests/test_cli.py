@@ -69,3 +69,31 @@ def test_one_meaning_per_option_name():
     old = fit.parse_args(["--seed", "3", "--out", "runs/x"])
     assert (new.seed, new.out) == (old.seed, old.out) == (3, "runs/x")
     assert "--random-seed N, --seed N" in fit.format_help()
+
+
+def test_dkg_fit_without_out_starts_nothing(tmp_path, monkeypatch, capsys):
+    """`dkg fit` with no arguments would train for hours into ./runs/dkg: it needs --out (issue 23)."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out RUN_DIR is required" in err and "20000 steps" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra", ["train", "train-cpu", "jax"])
+def test_every_training_extra_brings_the_embedded_data(extra):
+    """`pip install "keras-dkg[jax]"` then `python -m keras_dkg.fit --backend jax` stopped with "this
+    needs nibabel": each training extra must hold every package keras_dkg/embedded.py reads its
+    default data from (issue 23)."""
+    import configparser
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    needed = set(re.findall(r'_package_file\("(\w+)"', (root / "keras_dkg" / "embedded.py").read_text()))
+    assert needed == {"nibabel", "pydicom"}
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    requirements = config["options.extras_require"][extra].split()
+    names = {re.split(r"[<>=!~\[]", requirement)[0].lower() for requirement in requirements}
+    assert needed <= names, f"[{extra}] lacks {sorted(needed - names)}"

@@ -120,3 +120,13 @@ def test_quiet_holds_back_both_streams_and_gives_the_tail(capfd):
     assert sorted(tail.split(" | ")) == ["from C", "hidden err", "hidden out"]  # Python buffers, C does not
     with quiet(enabled=False) as nothing:
         assert nothing is None
+
+
+def test_printable_escapes_what_would_break_or_disguise_a_line():
+    from keras_dkg.common import printable
+
+    assert printable("scan 01/é.png") == "scan 01/é.png"  # ordinary names unchanged
+    assert printable("a.png\ndkg-encrypt: ok") == "a.png\\ndkg-encrypt: ok"
+    assert printable("b\x1b[2K\rc\td\x7f\x85") == "b\\x1b[2K\\rc\\td\\x7f\\x85"
+    assert printable("evil\u202egnp.exe\u2028x") == "evil\\u202egnp.exe\\u2028x"
+    assert "\n" not in printable("".join(map(chr, range(0x30))))

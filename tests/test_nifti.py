@@ -134,6 +134,52 @@ def test_wrong_key_and_already_encrypted(tmp_path):
         formats.open_plaintext(encrypted)
 
 
+@pytest.mark.parametrize("name", ["v.nii", "v.nii.gz"])
+def test_zero_padding_after_the_voxels_round_trips(tmp_path, name):
+    """Zero padding (up to MAX_PADDING_BYTES) after the voxels carries no image: kept, bound
+    into the tag, restored; anything else after them is refused (tests/test_bad_inputs_nifti.py)."""
+    source = volume(tmp_path / name, "int16")
+    padded = raw(source) + bytes(4096)
+    source.write_bytes(gzip.compress(padded) if name.endswith(".gz") else padded)
+    _, back = round_trip(source, tmp_path)
+    assert raw(back) == padded
+    plain = formats.open_plaintext(source)
+    key = RNG.integers(0, 256, (*key_size_for(plain.array.shape, plain.array.dtype), 3), dtype=np.uint8)
+    encrypted = plain.save_ciphertext(tmp_path / "again.nii", *encrypt_array(plain.array, key, context=plain.context))
+    data = bytearray(encrypted.read_bytes())
+    data[-1] = 1  # the padding is authenticated like the header
+    encrypted.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        _decrypt(encrypted, key)
+
+
+def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
+    """A .nii.gz inflating to 512 MiB of zeros after 1,200 voxel bytes: refused after reading its
+    declared end + the padding, in a child whose peak RSS stays far below what it inflates to."""
+    import subprocess
+    import sys
+    import zlib
+
+    source = volume(tmp_path / "v.nii", "int16")
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [packer.compress(source.read_bytes())]
+    zeros = bytes(1 << 20)
+    parts += [packer.compress(zeros) for _ in range(512)]
+    bomb = tmp_path / "bomb.nii.gz"
+    bomb.write_bytes(b"".join(parts) + packer.flush())
+    assert bomb.stat().st_size < 1 << 20
+    probe = ("import resource, sys\n"
+             "from keras_dkg.errors import InputError\n"
+             "from keras_dkg.runtime import nifti\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "try:\n    nifti.open_plaintext(sys.argv[1])\nexcept InputError as exc:\n    print(exc)\n"
+             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(bomb)], capture_output=True, text=True, check=True).stdout
+    message, grown_mib = out.strip().splitlines()
+    assert "inflates past the 1552 bytes its header declares plus 65536 bytes of padding" in message
+    assert int(grown_mib) < 64, f"reading the bomb grew the process by {grown_mib} MiB"
+
+
 def test_files_that_cannot_be_kept_exactly_are_refused(tmp_path):
     good = volume(tmp_path / "v.nii.gz", "int16")
     truncated = tmp_path / "t.nii.gz"

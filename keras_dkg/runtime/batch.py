@@ -272,15 +272,16 @@ def _process(report: BatchReport, settings: dict, relatives: list[str], others: 
         images = set(relatives)
         finished = sum(1 for f in report.files if f.path in images and f.status != INTERRUPTED)
         where = "no report written"
-        if destination is not None:
-            report.write(destination)
+        if destination is not None and report.write_or_note(destination) is not None:
             where = f"the report {destination} lists the unfinished ones as interrupted"
+        elif report.not_written:
+            where = report.not_written
         rerun = "rerun with --resume" if report.command == "encrypt" else "rerun with --overwrite to finish"
         raise BatchInterrupted(f"interrupted by {report.interrupted_by}: {finished} of {len(relatives)} files "
                                f"finished, {where}; {rerun}", signal_of(exc), report) from None
     _finish(report, relatives, others, started)
     if destination is not None:
-        report.write(destination)
+        report.write_or_note(destination)  # not written (disk full): the caller lists every failure
     return report
 
 

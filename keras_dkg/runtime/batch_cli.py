@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from keras_dkg.common import printable
 from keras_dkg.errors import InputError, run_cli
 from keras_dkg.options import add_no_progress
 from keras_dkg.runtime.batch import (
@@ -31,9 +32,6 @@ from keras_dkg.runtime.batch import (
     encrypt_folder,
 )
 from keras_dkg.runtime.batch_pool import signal_of, stop_on_signals
-
-MAX_LISTED_FAILURES = 20
-
 
 BATCH_ONLY = {"jobs": "--jobs", "resume": "--resume", "report": "--report", "progress": "--no-progress",
               "verify": "--verify", "engine": "--engine", "workers": "--workers", "ray_address": "--ray-address"}
@@ -100,14 +98,14 @@ def check_arguments(command: str, args: argparse.Namespace) -> None:
 
 def _print_outcome(prog: str, report: BatchReport, report_path) -> int:
     print(report.summary_line())
-    for result in report.failed[:MAX_LISTED_FAILURES]:
-        print(f"{prog}: failed: {result.path}: {result.reason}", file=sys.stderr)
-    if len(report.failed) > MAX_LISTED_FAILURES:
-        print(f"{prog}: ... and {len(report.failed) - MAX_LISTED_FAILURES} more failures", file=sys.stderr)
+    for line in report.failure_lines(prog):  # names escaped; all of them when the report is not written
+        print(line, file=sys.stderr)
     if report.options.get("hint"):
-        print(f"{prog}: {report.options['hint']}", file=sys.stderr)
-    if report_path is not None:
-        print(f"report: {report_path}")
+        print(f"{prog}: {printable(report.options['hint'])}", file=sys.stderr)
+    if report.not_written:
+        print(f"{prog}: error: {printable(report.not_written)}", file=sys.stderr)
+    elif report_path is not None:
+        print(f"report: {printable(str(report_path))}")
     return report.exit_code
 
 
@@ -155,7 +153,7 @@ def _stoppable(prog: str, action: Callable, args) -> int:
         number = signal_of(exc)
         message = f"interrupted by {signal.Signals(number).name} before any file was processed; rerun the same command"
         code = 128 + number
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {printable(message)}", file=sys.stderr)
     return code
 
 

@@ -4,7 +4,8 @@
 every entry comes back either as a candidate image or as a `FileResult` saying why it is
 left alone (docs/batch.md "Which files"):
 
-* a regular file (or a symlink to one) with an image suffix or the DICOM magic: a candidate;
+* a regular file (or a symlink to one) with an image suffix or the DICOM magic: a candidate
+  (whatever its name: PACS exports call DICOM files IM0001); a DICOMDIR is skipped (no image);
 * any other regular file: ignored, "not an image file";
 * hidden entries (name starts with "."): skipped; a hidden folder is one entry, not searched;
 * the batch's own output folder and key store, when inside IN_DIR: skipped, one entry each;
@@ -21,7 +22,7 @@ import stat
 from pathlib import Path
 
 from keras_dkg.runtime.batch_report import FAILED, IGNORED, SKIPPED, FileResult
-from keras_dkg.runtime.formats import named_like_a_file_we_read, recognised
+from keras_dkg.runtime.formats import format_of, named_like_a_file_we_read, recognised
 from keras_dkg.runtime.inputs import file_kind
 
 
@@ -102,5 +103,8 @@ def _classify(entry: os.DirEntry, path: Path, relative: str, excluded: dict[str,
     if not stat.S_ISREG(info.st_mode):
         return _left_out(relative, entry.name, f"is {file_kind(info.st_mode)}, not a regular file")
     if recognised(path):
+        if entry.name.upper() == "DICOMDIR" and format_of(path) == "dicom":
+            return FileResult(relative, SKIPPED, reason="a DICOMDIR (the file-set's directory, no image); not "
+                              "encrypted or copied: build a new one for the output folder if you need it")
         return None
     return FileResult(relative, IGNORED, reason="not an image file")

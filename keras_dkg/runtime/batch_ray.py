@@ -21,7 +21,9 @@ and pandas along.
   so every file ends encrypted exactly once or reported. When every actor is gone, the
   remaining files are reported failed ("rerun with --resume").
 * Without an address a local Ray is started with one CPU per worker and shut down at
-  the end; with `--ray-address auto|HOST:PORT` the command joins that cluster.
+  the end — also when the driver is SIGKILLed: `ray_reaper` ends every process of that
+  local Ray within seconds; with `--ray-address auto|HOST:PORT` the command joins that
+  cluster (and never kills anything of it).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import time
 import uuid
 
 from keras_dkg.errors import DkgError
-from keras_dkg.runtime import batch_worker
+from keras_dkg.runtime import batch_worker, ray_reaper
 from keras_dkg.runtime.batch_pool import SECRET_VARIABLES, without_secrets
 from keras_dkg.runtime.batch_report import FileResult
 
@@ -67,20 +69,25 @@ def _after_chunk(actors: dict, finished: int) -> None:
     """Called by the driver after each chunk (a seam for the fault tests)."""
 
 
-def _start(ray, address: str | None, workers: int, cpus_per_worker: int) -> tuple[bool, float]:
-    """Join or start Ray; (started here, seconds it took)."""
+def _start(ray, address: str | None, workers: int, cpus_per_worker: int) -> tuple[bool, float, object]:
+    """Join or start Ray; (started here, seconds it took, the watcher that ends a local Ray with this
+    process even when it is SIGKILLed — `ray_reaper`, started before Ray so no moment is uncovered;
+    None when joining a cluster or when Ray already runs in this process)."""
     if ray.is_initialized():
-        return False, 0.0
+        return False, 0.0, None
     start = time.perf_counter()
     options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    reaper = None if address else ray_reaper.start()
     try:
         if address:
             ray.init(address=address, **options)
         else:
             ray.init(num_cpus=workers * cpus_per_worker, **options)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError …
+        if reaper is not None:
+            reaper.release()
         raise DkgError(f"cannot start or reach Ray ({'address ' + address if address else 'local'}): {exc}") from exc
-    return True, time.perf_counter() - start
+    return True, time.perf_counter() - start, reaper
 
 
 def run(report, settings: dict, chunks: list[list[str]], workers: int, address: str | None, bar,
@@ -88,7 +95,7 @@ def run(report, settings: dict, chunks: list[list[str]], workers: int, address: 
     """Process every chunk on `workers` actors into `report` (via `collect`)."""
     ray = import_ray()
     with without_secrets():  # a local Ray (and every worker it starts) without the passphrase in its environment
-        started, startup = _start(ray, address, workers, cpus_per_worker)
+        started, startup, reaper = _start(ray, address, workers, cpus_per_worker)
     report.options["ray_startup_s"] = round(startup, 3)
     command = settings["command"]
     actor_class = ray.remote(num_cpus=cpus_per_worker, max_restarts=0,  # a Ray started elsewhere: blanked
@@ -138,6 +145,8 @@ def run(report, settings: dict, chunks: list[list[str]], workers: int, address: 
             ray.kill(actor)
         if started:
             ray.shutdown()
+        if reaper is not None:
+            reaper.release()
 
 
 def _fail_rest(report, queue, collect, bar) -> None:

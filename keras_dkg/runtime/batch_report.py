@@ -19,7 +19,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from keras_dkg.errors import IntegrityError
+from keras_dkg.common import printable
+from keras_dkg.errors import DkgError, IntegrityError
 from keras_dkg.runtime.imageio import write_bytes_atomic
 
 REPORT_NAME = "dkg-report.json"
@@ -32,6 +33,7 @@ STATUSES = (ENCRYPTED, DECRYPTED, VERIFIED, RESUMED, FAILED, SKIPPED, IGNORED, I
 CSV_COLUMNS = ["path", "status", "reason", "output", "key_fingerprint", "key_file", "bytes", "shape", "dtype",
                "error", "worker"]
 OLD_CSV_COLUMNS = CSV_COLUMNS[:-1]  # reports written before the worker column
+MAX_LISTED_FAILURES = 20  # failure lines on stderr when the report file holds them all
 
 
 @dataclass
@@ -67,6 +69,8 @@ class BatchReport:
     options: dict = field(default_factory=dict)
     timing_s: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     files: list[FileResult] = field(default_factory=list)
+    # why the report file could not be written (disk full, …); not a field: never in the file itself
+    not_written = None
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -77,9 +81,10 @@ class BatchReport:
 
     @property
     def exit_code(self) -> int:
-        """0: all good; 3: some tag failed (tampered/wrong key); 1: other failures."""
+        """0: all good; 3: some tag failed (tampered/wrong key); 1: other failures, or the report
+        file could not be written."""
         if not self.failed:
-            return 0
+            return 1 if self.not_written else 0
         return 3 if any(f.error == IntegrityError.__name__ for f in self.failed) else 1
 
     def summary(self) -> dict:
@@ -105,6 +110,26 @@ class BatchReport:
         parts = [f"{s.get(k)} {k}" for k in STATUSES if s.get(k)]
         return (f"{self.command}: {s['files']} files: {', '.join(parts) or 'nothing to do'} in "
                 f"{self.elapsed_s:.2f} s ({s['files_per_s']:.2f} files/s, {s['mb_per_s']:.2f} MB/s)")
+
+    def failure_lines(self, prog: str) -> list[str]:
+        """One stderr line per failed file, names and reasons `printable` (a name holding a newline
+        cannot forge a line); every failure when the report file was not written (stderr is then
+        their only record), else the first MAX_LISTED_FAILURES."""
+        failed = self.failed
+        shown = failed if self.not_written else failed[:MAX_LISTED_FAILURES]
+        lines = [f"{prog}: failed: {printable(f.path)}: {printable(f.reason or f.error or '')}" for f in shown]
+        if len(failed) > len(shown):
+            lines.append(f"{prog}: ... and {len(failed) - len(shown)} more failures")
+        return lines
+
+    def write_or_note(self, path: str | os.PathLike) -> Path | None:
+        """`write`; when it fails (disk full, folder gone), keep why in `not_written` instead of
+        raising: the batch is over, its per-file results must still reach the user."""
+        try:
+            return self.write(path)
+        except (DkgError, OSError) as exc:
+            self.not_written = f"the report {path} could not be written ({exc})"
+            return None
 
     def to_bytes(self, suffix: str) -> bytes:
         """The report as JSON, or as CSV (one row per entry) when `suffix` is `.csv`."""

@@ -203,11 +203,12 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None,
         for relative, key in zip(group, keys, strict=True):
             result, plain = results[relative], pending.pop(relative)
             source, target = in_dir / relative, out_dir / relative
+            digest, saved = plaintext_digest(plain.array), False
             try:
                 start = time.perf_counter()
                 # the key is kept, with the plaintext it is for, before its ciphertext exists
                 # (one append to the index: keystore.KeyStore.add)
-                entry = store.add(key, plaintext_digest(plain.array), str(source.resolve()))
+                entry = store.add(key, digest, str(source.resolve()))
                 result.key_fingerprint, result.key_file = key.fingerprint, entry["key_file"]
                 timing["keystore"] += time.perf_counter() - start
                 start = time.perf_counter()
@@ -216,11 +217,29 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None,
                 timing["xor"] += time.perf_counter() - start
                 start = time.perf_counter()
                 plain.save_ciphertext(target, ciphertext, meta, overwrite=settings["overwrite"])
+                saved = True
                 timing["write"] += time.perf_counter() - start  # encode + write
                 result.status, result.output = ENCRYPTED, relative
-            except Exception as exc:
-                failure(result, exc)
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    failure(result, exc)
+                if not saved:
+                    give_back_use(store, key.fingerprint, digest, result)
+                if not isinstance(exc, Exception):
+                    raise  # stopped (SIGINT/SIGTERM): the file stays "interrupted"
     return [results[r] for r in relatives], timing
+
+
+def give_back_use(store, fingerprint: str, digest: str, result: FileResult) -> None:
+    """A file whose ciphertext was not written (disk full, a folder in the way, stopped) gives its
+    key's use back, as single-file encryption does (`keystore.key_use`): the store never records
+    a use without a ciphertext. The key itself stays (it may be on disk already; it is unused)."""
+    try:
+        store.release_use(fingerprint, digest)
+    except Exception as exc:  # the store's disk is full too: say so in the file's reason
+        note = (f"the key store still records key {fingerprint[:23]}… as used for this file "
+                f"(giving the use back failed: {exc})")
+        result.reason = f"{result.reason}; {note}" if result.reason else note
 
 
 def _decrypt_chunk(relatives: list[str], partial: dict | None = None,
@@ -260,7 +279,9 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None,
                 continue
             _make_parent(target)
             start = time.perf_counter()
-            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"] or relative in ours)
+            # the container the ciphertext records, whatever its name (a DICOM file called IM0001)
+            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"] or relative in ours,
+                                      as_recorded=True)
             timing["write"] += time.perf_counter() - start
             result.status, result.output = DECRYPTED, relative
         except Exception as exc:

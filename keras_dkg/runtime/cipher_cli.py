@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_dkg.common import printable
 from keras_dkg.errors import DkgError, InputError, run_cli
 from keras_dkg.options import (
     add_cipher,
@@ -219,7 +220,7 @@ def _main(prog: str, command: str, parser: argparse.ArgumentParser, action: Call
             raise InputError("give one of --key KEY.png or --keys KEY_DIR")
         if args.key_file and not args.keys:
             raise InputError("--key-file opens a protected --keys store; give --keys DIR with it")
-        print(action(args))
+        print(printable(action(args)))  # names escaped: one line, whatever a file is called
 
     return run_cli(prog, one_file, interrupted=interrupted)
 

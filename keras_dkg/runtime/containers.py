@@ -339,7 +339,8 @@ class RasterCiphertext:
     meta: CipherMetadata
     context: bytes = b""
 
-    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False,
+                        as_recorded: bool = False) -> Path:
         return write_image(Path(target), array, overwrite=overwrite)
 
 

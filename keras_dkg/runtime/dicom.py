@@ -14,9 +14,11 @@ The rules (docs/formats.md):
   stored integer type (`uint8` rows for 1-bit data), so a single-frame H×W 16-bit slice
   gets exactly `key_size_for((H, W), uint16)` and a multi-frame object one key of its
   stacked size: one key, one nonce, one tag per file.
-* **Bytes after the samples** (the pad byte of an odd-length value, or excess bytes some
-  writers leave) are not samples: they stay as they are, are bound into the tag and are
-  restored exactly.
+* **Bytes after the samples** (the pad byte of an odd-length value, or zero padding some
+  writers leave, at most `inputs.MAX_PADDING_BYTES`) are not samples: they stay as they
+  are, are bound into the tag and are restored exactly. Any other bytes beyond the image
+  the elements describe (Pixel Data twice Rows×Columns×frames) would stay unencrypted:
+  such a file is refused.
 * **Everything else is authenticated.** A SHA-256 of the preamble, the file meta (group
   length aside) and every data element but the pixel data and our metadata element,
   serialised Explicit VR Little Endian, plus the trailing bytes, is the `context` of the
@@ -65,6 +67,7 @@ from keras_dkg.runtime.cipher import (
     key_size_for,
 )
 from keras_dkg.runtime.imageio import refuse_dicom_bomb, write_bytes_atomic, write_image
+from keras_dkg.runtime.inputs import check_padding
 
 PRIVATE_GROUP = 0x0009
 PRIVATE_CREATOR = "KERAS_DKG 1"
@@ -343,8 +346,21 @@ def read_dicom(source: str | os.PathLike | bytes, *, label: str | None = None) -
             f"{name}: Pixel Data holds {len(pixel_bytes)} bytes but the image needs "
             f"{layout.image_bytes} (truncated or damaged)"
         )
+    _check_extent(name, dataset, pixel_bytes, layout)
     info.update(pixel_bytes=len(pixel_bytes), image_bytes=layout.image_bytes)
     return DicomPlaintext(dataset, pixel_bytes, layout, info, path)
+
+
+def _check_extent(name: str, dataset, pixel_bytes: bytes, layout: PixelLayout) -> None:
+    """Pixel Data longer than the image its elements describe: only the pad byte of an odd-length
+    value or zero padding may follow the samples; anything else would be left unencrypted."""
+    extra = memoryview(pixel_bytes)[layout.image_bytes:]
+    if len(extra) == 1 and layout.image_bytes % 2:
+        return  # the pad byte that makes an odd-length value even (PS3.5 8.1.1)
+    described = (f"{int(dataset.get('NumberOfFrames', 1) or 1)} frame(s) of {dataset.Rows}×{dataset.Columns}, "
+                 f"{int(dataset.get('SamplesPerPixel', 1) or 1)} sample(s) of {dataset.BitsAllocated} bits")
+    check_padding(name, extra, f"{layout.image_bytes} bytes of samples the image elements describe ({described})",
+                  "correct Rows, Columns, NumberOfFrames or BitsAllocated, or remove the extra Pixel Data bytes")
 
 
 # --------------------------------------------------------------------------- context
@@ -647,10 +663,13 @@ class DicomCiphertextFile:
     def context(self) -> bytes:
         return self.encrypted.context
 
-    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
-        from keras_dkg.runtime.formats import format_of
+    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False,
+                        as_recorded: bool = False) -> Path:
+        """The decrypted DICOM file; its pixels only when `target` is named .png/.tif (one file's
+        choice). `as_recorded` (a batch, whose outputs keep the input's name): DICOM, whatever the name."""
+        from keras_dkg.runtime.formats import output_format
 
-        if format_of(target) != "dicom":  # its pixels as PNG/TIFF
+        if not as_recorded and output_format("dicom", target) != "dicom":  # its pixels as PNG/TIFF
             return write_image(Path(target), array, overwrite=overwrite)
         return write_dicom_plaintext(target, restore_plaintext(self.encrypted, array), overwrite=overwrite)
 

@@ -46,11 +46,13 @@ class CiphertextFile(Protocol):
     meta: CipherMetadata
     context: bytes
 
-    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path: ...
+    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False,
+                        as_recorded: bool = False) -> Path: ...
+    # as_recorded: write the container the ciphertext records, whatever `target` is called (a batch)
 
 
 def format_of(path: str | os.PathLike) -> str:
-    """The format of a file (or of a file to be written): by suffix, then DICOM's magic."""
+    """The format of a file we read: by suffix, then DICOM's magic (a DICOM file may have any name)."""
     from keras_dkg.runtime.imageio import is_dicom
 
     target = Path(path)
@@ -59,6 +61,29 @@ def format_of(path: str | os.PathLike) -> str:
     if is_dicom(target):
         return "dicom"
     return "raster"
+
+
+def output_format(source_kind: str, target: str | os.PathLike) -> str:
+    """The format a file written at `target` from a `source_kind` file takes.
+
+    A name that says a format (a NIfTI name, .dcm, an image suffix) gets that format;
+    any other name (`IM0001`, `1.2.840….320`: PACS exports and DICOMDIR file-sets name
+    DICOM files so) the source's own, so a DICOM ciphertext decrypts to DICOM whatever it
+    is called. Never the bytes of an existing file at `target`: what is written does not
+    depend on what it replaces.
+    """
+    from keras_dkg.runtime.containers import LOSSY_SUFFIXES
+    from keras_dkg.runtime.imageio import DICOM_SUFFIXES, RASTER_SUFFIXES
+
+    name = Path(target).name.lower()
+    suffix = os.path.splitext(name)[1]
+    if name.endswith(NIFTI_NAMES):
+        return "nifti"
+    if suffix in DICOM_SUFFIXES:
+        return "dicom"
+    if suffix in RASTER_SUFFIXES or suffix in LOSSY_SUFFIXES:
+        return "raster"
+    return "dicom" if source_kind == "dicom" else "raster"
 
 
 def named_like_a_file_we_read(name: str) -> bool:
@@ -86,7 +111,8 @@ WRITTEN_AS = {"raster": ".png or .tif", "dicom": ".dcm (or .png/.tif for its pix
 def check_output(source: str | os.PathLike, target: str | os.PathLike, what: str = "ciphertext") -> str:
     """The format `target` will be written in (`what` it is: ciphertext or plaintext); OutputError
     for a pairing that cannot be kept. A DICOM file's pixels may go to PNG/TIFF (as before)."""
-    kind, out_kind = format_of(source), format_of(target)
+    kind = format_of(source)
+    out_kind = output_format(kind, target)
     if out_kind == kind or (kind == "dicom" and out_kind == "raster"):
         if out_kind == "raster":
             from keras_dkg.runtime.containers import container_for

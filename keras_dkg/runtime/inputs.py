@@ -18,6 +18,9 @@ from keras_dkg.errors import InputError
 MAX_IMAGE_BYTES = 2 << 30  # an image file (compressed or not); pixel counts are bounded separately
 MAX_MODEL_BYTES = 1 << 30  # an exported generator (ours are ~2 MB)
 MAX_RECORD_BYTES = 16 << 20  # a key record or other JSON side file
+# Bytes a file may hold beyond the image its header declares (DICOM Pixel Data, NIfTI voxels):
+# only zeros (padding carries no image), and at most this many; anything else is refused.
+MAX_PADDING_BYTES = 64 << 10
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -75,3 +78,15 @@ def read_bounded(path: str | os.PathLike, limit: int, what: str = "file") -> byt
     if len(data) > limit:
         raise InputError(f"{target}: {what} grew past the {limit} byte limit while being read")
     return data
+
+
+def check_padding(label: str, extra: bytes | memoryview, declared: str, fix: str) -> None:
+    """InputError unless `extra` (the bytes after what a header `declared`) is zero padding of at most
+    MAX_PADDING_BYTES: any other bytes would be copied, unencrypted, into a ciphertext."""
+    size = len(extra)
+    if size > MAX_PADDING_BYTES:
+        raise InputError(f"{label}: {size} bytes follow the {declared}, over the {MAX_PADDING_BYTES} bytes of zero "
+                         f"padding accepted; they would be left unencrypted, so the file is refused ({fix})")
+    if size and bytes(extra).count(0) != size:
+        raise InputError(f"{label}: {size} bytes follow the {declared} and are not zero padding; they would be "
+                         f"left unencrypted, so the file is refused ({fix})")

@@ -6,7 +6,11 @@ scl_slope/inter, padding, extensions, trailing bytes) ever changes:
 
 * plaintext: the voxel block (vox_offset … vox_offset + voxels × bitpix/8) as a 2-D uint8
   array, dim1 rows × the rest (every dtype, 3-D and 4-D, either byte order: the cipher
-  works on stored bytes). One key covers the whole volume.
+  works on stored bytes). One key covers the whole volume. Bytes after the voxel block
+  are accepted only as zero padding of at most `inputs.MAX_PADDING_BYTES` (anything else
+  would stay unencrypted: a header saying 5 slices over a file of 10 is refused), and a
+  `.nii.gz` is inflated only that far past what its header declares (a bomb of zeros is
+  refused after reading what the header declares plus the padding, not all of it).
 * ciphertext: the same file with the voxel block encrypted and one header extension
   (ecode 6, "comment") appended after the existing ones, holding ``keras_dkg.cipher\\0``
   + the cipher metadata JSON; vox_offset moves by the extension's size and the extension
@@ -17,14 +21,16 @@ scl_slope/inter, padding, extensions, trailing bytes) ever changes:
   (gzip, mtime 0: the decompressed file is bit-identical, the gzip stream need not be).
 
 Refused with a clear message, never changed: NIfTI pairs (`.hdr`/`.img`), a header that
-claims more voxel bytes than the file holds, extensions that do not end at vox_offset,
-an already-encrypted volume, damaged gzip.
+claims more voxel bytes than the file holds (or fewer: undeclared bytes that are not zero
+padding), a vox_offset that is not a finite whole offset, dims whose product overflows,
+extensions that do not end at vox_offset, an already-encrypted volume, damaged gzip.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import struct
 import zlib
@@ -38,7 +44,7 @@ from keras_dkg.common import short_error
 from keras_dkg.errors import AlreadyEncryptedError, InputError, IntegrityError, OutputError
 from keras_dkg.runtime.cipher import CipherMetadata
 from keras_dkg.runtime.imageio import write_bytes_atomic
-from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded
+from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, MAX_PADDING_BYTES, check_padding, read_bounded
 
 SUFFIXES = (".nii", ".nii.gz")
 PAIR_SUFFIXES = (".hdr", ".img", ".hdr.gz", ".img.gz")
@@ -47,6 +53,8 @@ MARK = b"keras_dkg.cipher\0"
 INSTALL_HINT = "pip install 'keras-dkg[nifti]'"
 # version -> (header size, offset and struct code of vox_offset, magic offset, magic)
 VERSIONS = {1: (348, 108, "f", 344, (b"n+1\0",)), 2: (540, 168, "q", 4, (b"n+2\0\r\n\x1a\n",))}
+# version -> (offset and struct code of dim[8], offset of bitpix)
+DIMS = {1: (40, "8h", 72), 2: (16, "8q", 14)}
 PAIR_MAGICS = (b"ni1\0", b"ni2\0\r\n\x1a\n")
 
 
@@ -86,13 +94,17 @@ class Layout:
         return block.reshape(rows, self.voxel_bytes // rows).copy()
 
 
-def read_bytes(path: Path, what: str) -> bytes:
+def read_bytes(path: Path, what: str, padding: int | None = MAX_PADDING_BYTES) -> bytes:
     """The uncompressed bytes of a `.nii` / `.nii.gz` (bounded, damaged gzip refused)."""
-    return read_file(path, what)[1]
+    return read_file(path, what, padding)[1]
 
 
-def read_file(path: Path, what: str) -> tuple[bytes, bytes]:
-    """(the file's bytes as stored, uncompressed), from one bounded read."""
+def read_file(path: Path, what: str, padding: int | None = MAX_PADDING_BYTES) -> tuple[bytes, bytes]:
+    """(the file's bytes as stored, uncompressed), from one bounded read.
+
+    A `.nii.gz` is inflated at most `padding` bytes past the end its header declares
+    (None: up to MAX_IMAGE_BYTES, for ciphertexts written before that bound existed).
+    """
     label = str(path)
     lower = path.name.lower()
     if lower.endswith(PAIR_SUFFIXES):
@@ -102,14 +114,51 @@ def read_file(path: Path, what: str) -> tuple[bytes, bytes]:
     if not data:
         raise InputError(f"{label}: file is empty (0 bytes)")
     if lower.endswith(".gz") or data[:2] == b"\x1f\x8b":
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
-                data = stream.read(MAX_IMAGE_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{label}: damaged or truncated gzip ({exc})") from exc
-        if len(data) > MAX_IMAGE_BYTES:
-            raise InputError(f"{label}: uncompressed volume is over {MAX_IMAGE_BYTES} bytes")
+        data = _inflate(raw, label, padding)
     return raw, data
+
+
+def _inflate(raw: bytes, label: str, padding: int | None) -> bytes:
+    """A gzip stream's bytes, read no further than its NIfTI header's declared end + `padding`."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            head = stream.read(VERSIONS[2][0] + 4)
+            limit = MAX_IMAGE_BYTES
+            if padding is not None:
+                declared = declared_end(head, label)
+                limit = min(limit, declared + padding)
+            data = head + stream.read(max(0, limit + 1 - len(head)))
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{label}: damaged or truncated gzip ({exc})") from exc
+    if len(data) > limit:
+        if limit == MAX_IMAGE_BYTES:
+            raise InputError(f"{label}: uncompressed volume is over {MAX_IMAGE_BYTES} bytes")
+        raise InputError(f"{label}: inflates past the {declared} bytes its header declares plus {padding} bytes of "
+                         "padding (a decompression bomb?); refused after reading that much")
+    return data
+
+
+def _vox_offset(data: bytes, version: int, endian: str, label: str) -> int:
+    """The header's vox_offset as a byte offset; InputError for NaN, infinities and fractions."""
+    header_size, offset_at, code, _, _ = VERSIONS[version]
+    (value,) = struct.unpack_from(f"{endian}{code}", data, offset_at)
+    if not math.isfinite(value) or value != int(value) or value < header_size + 4:
+        raise InputError(f"{label}: vox_offset {value} is not a whole byte offset after the header")
+    return int(value)
+
+
+def declared_end(data: bytes, label: str) -> int:
+    """vox_offset + dim[1]·…·dim[dim[0]] · bitpix/8 from the raw header (exact integers: no overflow)."""
+    version, endian = _version(data, label)
+    header_size = VERSIONS[version][0]
+    if len(data) < header_size + 4:
+        raise InputError(f"{label}: truncated NIfTI header ({len(data)} bytes)")
+    dim_at, code, bitpix_at = DIMS[version]
+    dims = struct.unpack_from(f"{endian}{code}", data, dim_at)
+    (bitpix,) = struct.unpack_from(f"{endian}h", data, bitpix_at)
+    if not 1 <= dims[0] <= 7 or min(dims[1:dims[0] + 1]) < 1 or bitpix < 1:
+        raise InputError(f"{label}: not a valid NIfTI-{version} header (dim {list(dims)}, bitpix {bitpix})")
+    return _vox_offset(data, version, endian, label) + math.prod(dims[1:dims[0] + 1]) * -(-bitpix // 8)
 
 
 def _version(data: bytes, label: str) -> tuple[int, str]:
@@ -127,7 +176,7 @@ def parse(data: bytes, label: str) -> Layout:
     """Check a single-file NIfTI's header with nibabel and locate its parts."""
     nibabel = _nibabel()
     version, endian = _version(data, label)
-    header_size, offset_at, code, magic_at, magics = VERSIONS[version]
+    header_size, _, _, magic_at, magics = VERSIONS[version]
     magic = data[magic_at:magic_at + len(magics[0])]
     if magic in PAIR_MAGICS:
         raise InputError(f"{label}: the header of a NIfTI pair (.hdr/.img); only single-file .nii is supported")
@@ -135,21 +184,21 @@ def parse(data: bytes, label: str) -> Layout:
         raise InputError(f"{label}: not a single-file NIfTI-{version} (magic {magic!r})")
     if len(data) < header_size + 4:
         raise InputError(f"{label}: truncated NIfTI header ({len(data)} bytes)")
+    vox_offset = _vox_offset(data, version, endian, label)  # before nibabel, which would log about it
     header_class = nibabel.Nifti1Header if version == 1 else nibabel.Nifti2Header
+    from nibabel.imageglobals import LoggingOutputSuppressor
+
     try:
-        header = header_class.from_fileobj(io.BytesIO(data), check=True)  # reads the extensions too
+        with LoggingOutputSuppressor():  # its checks log to stderr; an error here is our one line
+            header = header_class.from_fileobj(io.BytesIO(data), check=True)  # reads the extensions too
         dtype = header.get_data_dtype()
         shape = tuple(int(v) for v in header.get_data_shape())
     except Exception as exc:  # nibabel raises HeaderDataError, ValueError, TypeError, ...
         raise InputError(f"{label}: not a valid NIfTI-{version} header ({exc})") from exc
-    vox_offset = struct.unpack(f"{endian}{code}", data[offset_at:offset_at + struct.calcsize(code)])[0]
-    if vox_offset != int(vox_offset) or vox_offset < header_size + 4:
-        raise InputError(f"{label}: vox_offset {vox_offset} is not a whole byte offset after the header")
-    vox_offset = int(vox_offset)
     if not shape or min(shape) < 1 or dtype.kind not in "iuf" or dtype.itemsize > 8:
         raise InputError(f"{label}: cannot encrypt a NIfTI volume of shape {shape} and dtype {dtype} "
                          "(int8/16/32/64, uint8/16/32/64 and float32/64 are supported)")
-    voxel_bytes = int(np.prod(shape)) * dtype.itemsize
+    voxel_bytes = math.prod(shape) * dtype.itemsize  # exact: NIfTI-2 dims can overflow int64
     if vox_offset + voxel_bytes > len(data):
         raise InputError(f"{label}: the header claims {voxel_bytes} voxel bytes from offset {vox_offset}, "
                          f"the file holds {max(0, len(data) - vox_offset)} (truncated?)")
@@ -268,7 +317,8 @@ class NiftiCiphertext(_Volume):
     def original(self) -> bytes:
         return self.before_voxels
 
-    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+    def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False,
+                        as_recorded: bool = False) -> Path:
         target = Path(target)
         _check_target(target, "plaintext")
         plain = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
@@ -283,13 +333,17 @@ def open_plaintext(path: str | os.PathLike) -> NiftiPlaintext:
     if _our_extension(data, layout) is not None:
         raise AlreadyEncryptedError(f"{source}: already a keras_dkg ciphertext (NIfTI with a keras_dkg.cipher "
                                     "extension); decrypt it instead of encrypting it again")
+    shape = "×".join(str(n) for n in layout.shape)
+    check_padding(str(source), memoryview(data)[layout.vox_offset + layout.voxel_bytes:],
+                  f"{layout.voxel_bytes} voxel bytes the header declares (dim {shape}, {np.dtype(layout.dtype).name})",
+                  "correct dim in its header, or remove the extra bytes")
     return NiftiPlaintext(source, data, layout)
 
 
 def open_ciphertext(path: str | os.PathLike) -> NiftiCiphertext:
     """Read an encrypted volume and rebuild the original header bytes it came from."""
     source = Path(path)
-    data = read_bytes(source, "ciphertext")
+    data = read_bytes(source, "ciphertext", padding=None)  # older ciphertexts may hold any trailing bytes
     layout = parse(data, str(source))
     found = _our_extension(data, layout)
     if found is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_dkg.common import quiet
-from keras_dkg.errors import run_cli
+from keras_dkg.errors import InputError, run_cli
 from keras_dkg.options import add_output, add_random_seed
 from keras_dkg.train import recipes, runfolder
 from keras_dkg.train.config import BACKENDS, LOSS_KINDS, RECIPE_FIELDS, TrainConfig
@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="G term against an adversarial predictor of hidden key pixels (De Bernardi et al. "
                            "2018); 0 = off")
     run = parser.add_argument_group("run")
-    add_output(run, "run folder (default: runs/dkg)", dest="out", default="runs/dkg")
+    add_output(run, "run folder (required: a run writes checkpoints, logs, samples and generator.keras there; "
+               "the paper's 20,000 steps at 256² take hours on a CPU)", dest="out")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     run.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints and sample keys")
     run.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard scalars")
@@ -111,8 +112,9 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     name = args.recipe if hasattr(args, "recipe") else (
         runfolder.recorded_recipe(Path(args.out)) if args.resume else None) or recipes.DEFAULT
     explicit = {RECIPE_FIELDS.get(dest, dest): getattr(args, dest) for dest in recipes.PAPER if hasattr(args, dest)}
+    where = {"out": args.out} if args.out else {}  # main() requires it; the library has a default
     return TrainConfig.from_recipe(
-        name, **explicit, out=args.out, source=args.source, domain=args.domain,
+        name, **explicit, **where, source=args.source, domain=args.domain,
         domain_kind=args.domain_kind, domain_seed=args.domain_seed, seed_image=args.seed_image,
         image_size=args.image_size, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
         jit_compile=args.jit_compile, checkpoint_every=args.checkpoint_every, backend=args.backend,
@@ -124,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def fit() -> None:
+        if args.out is None:  # never start an hours-long run into a folder nobody named
+            raise InputError(f"--out RUN_DIR is required: the run folder for checkpoints, logs and the generator "
+                             f"(this command would train {args.steps} steps at {args.image_size}²; "
+                             "e.g. --out runs/dkg, and --steps for a shorter run)")
         config = config_from(args)
         from keras_dkg.train.loop import train
 
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
               f"sample key entropy {result.sample_key_entropy:.4f}; generator at {result.generator}")
 
     return run_cli("keras_dkg.fit", fit, interrupted=(
-        f"interrupted; the checkpoints in {Path(args.out) / 'checkpoints'} are kept, continue with --resume"))
+        f"interrupted; the checkpoints in {Path(args.out or '.') / 'checkpoints'} are kept, continue with --resume"))
 
 
 def import_backend(backend: str) -> None:
