@@ -121,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines())
-    root = logging.getLogger("keras_dkg")
-    root.handlers[:] = [handler]
-    root.setLevel(args.log_level.upper())
+    for name, level in (("keras_dkg", args.log_level.upper()), ("pynetdicom", "WARNING")):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(level)
 
     def action() -> int:
         from keras_dkg.gateway.config import load_config

@@ -15,7 +15,7 @@ import logging
 from keras_dkg.errors import DkgError
 from keras_dkg.gateway.net import nodelay_handlers
 from keras_dkg.gateway.store_scp import NOT_AUTHORISED, peer_of
-from keras_dkg.gateway.upstream import PacsUnavailable
+from keras_dkg.gateway.upstream import EXPLICIT_LE, IMPLICIT_LE, PacsUnavailable
 from keras_dkg.runtime.encryption import decrypt_dicom_bytes
 
 LOG = logging.getLogger("keras_dkg.gateway.retrieve")
@@ -82,14 +82,19 @@ class RetrieveService:
             datasets.append(dataset)
         return datasets
 
-    def _deliver(self, event, service: str, model: str | None, counter: str):
-        """The sub-operation count, then each decrypted instance (pynetdicom C-STOREs them)."""
+    def _fetch(self, event, service: str, model: str | None) -> list | None:
+        """The decrypted datasets, or None when the PACS could not be asked."""
         try:
             if model is None:
                 raise PacsUnavailable(f"no C-GET query model for {event.request.AffectedSOPClassUID}")
-            datasets = self._plaintexts(event, service, model)
+            return self._plaintexts(event, service, model)
         except PacsUnavailable as exc:
             LOG.error("C-%s: %s", service.upper(), exc)
+            return None
+
+    def _deliver(self, event, datasets: list | None, counter: str):
+        """The sub-operation count, then each decrypted instance (pynetdicom C-STOREs them)."""
+        if datasets is None:
             yield 0
             yield UNABLE_TO_PROCESS, None
             return
@@ -106,7 +111,7 @@ class RetrieveService:
             yield 0
             yield NOT_AUTHORISED, None
             return
-        yield from self._deliver(event, "get", str(event.request.AffectedSOPClassUID), "retrieved")
+        yield from self._deliver(event, self._fetch(event, "get", str(event.request.AffectedSOPClassUID)), "retrieved")
 
     def move(self, event):
         destination = self.gateway.access.move_destination(event.move_destination or "")
@@ -115,5 +120,22 @@ class RetrieveService:
                 LOG.warning("C-MOVE: destination %r is not allow-listed with a port", event.move_destination)
             yield None, None  # pynetdicom answers 0xA801 (move destination unknown)
             return
-        yield destination.host, destination.port, {"evt_handlers": nodelay_handlers()}
-        yield from self._deliver(event, "move", GET_FOR_MOVE.get(str(event.request.AffectedSOPClassUID)), "moved")
+        datasets = self._fetch(event, "move", GET_FOR_MOVE.get(str(event.request.AffectedSOPClassUID)))
+        yield destination.host, destination.port, {"evt_handlers": nodelay_handlers(),
+                                                   "contexts": storage_contexts(datasets or [])}
+        yield from self._deliver(event, datasets, "moved")
+
+
+def storage_contexts(datasets: list) -> list:
+    """Presentation contexts to offer a C-MOVE destination: each SOP class in its syntax and the uncompressed ones."""
+    from pynetdicom import build_context
+    from pynetdicom.sop_class import Verification
+
+    syntaxes: dict[str, list[str]] = {}
+    for dataset in datasets:
+        found = syntaxes.setdefault(str(dataset.SOPClassUID), [EXPLICIT_LE, IMPLICIT_LE])
+        uid = str(dataset.file_meta.TransferSyntaxUID)
+        if uid not in found:
+            found.insert(0, uid)
+    contexts = [build_context(uid, found) for uid, found in syntaxes.items()]
+    return contexts[:127] or [build_context(Verification)]
