@@ -9,7 +9,7 @@ DICOM peer but the ones named (DicomAlwaysAllow* false, DicomCheckModalityHost t
 
 from __future__ import annotations
 
-import io  # noqa: F401 (used by the tests through kit.io)
+import io  # noqa: F401 (the tests use kit.io)
 import json
 import os
 import shutil
@@ -94,10 +94,10 @@ class Orthanc:
         wait_port(self.http_port, process=self.process)
         wait_port(self.dicom_port, process=self.process)
 
-    def stop(self) -> None:
+    def stop(self, sig=signal.SIGTERM) -> None:
         """Stop and wait for the exit (a new Orthanc on the same storage fails while the old one runs)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -285,15 +285,15 @@ backoff = [0.1, 0.5]
 class GatewayProcess:
     """`dkg-gateway --config FILE` as its own process (SIGTERM drains it, SIGKILL does not)."""
 
-    def __init__(self, config: Path, port: int, status_port: int):
-        self.config, self.port, self.status_port = config, port, status_port
+    def __init__(self, config: Path, port: int, status_port: int, drain: float = 3.0):
+        self.config, self.port, self.status_port, self.drain = config, port, status_port, drain
         self.log = config.parent / "gateway.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> GatewayProcess:
         log = open(self.log, "ab")  # noqa: SIM115 (the process keeps it)
         self.process = subprocess.Popen([sys.executable, "-m", "keras_dkg.gateway.cli", "--config", str(self.config),
-                                         "--drain", "20"], stdout=log, stderr=log, cwd=ROOT,
+                                         "--drain", str(self.drain)], stdout=log, stderr=log, cwd=ROOT,
                                         start_new_session=True)
         wait_port(self.port, timeout=60, process=self.process)
         return self

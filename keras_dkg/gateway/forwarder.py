@@ -23,6 +23,7 @@ from keras_dkg.gateway.status import Counters
 from keras_dkg.gateway.upstream import SUCCESS_STATUSES, Pacs, PacsUnavailable, storage_classes
 
 LOG = logging.getLogger("keras_dkg.gateway.forwarder")
+IDLE_RELEASE = 1.0  # seconds without work before a worker releases its association
 
 
 class _Queue:
@@ -44,15 +45,17 @@ class _Queue:
             heapq.heappush(self._heap, (time.monotonic() + delay, self._count, path))
             self.changed.notify()
 
-    def take(self, stopping: threading.Event, wait: float = 0.2) -> Path | None:
+    def take(self, stopping: threading.Event, wait: float = 1.0) -> Path | None:
+        """The next due path; None when none is due within `wait` seconds or when stopping."""
+        deadline = time.monotonic() + wait
         with self.changed:
-            while not stopping.is_set():
+            while not stopping.is_set() and time.monotonic() < deadline:
                 if self._heap and self._heap[0][0] <= time.monotonic():
                     _, _, path = heapq.heappop(self._heap)
                     self._queued.discard(path)
                     self.busy += 1
                     return path
-                timeout = min(wait, self._heap[0][0] - time.monotonic()) if self._heap else wait
+                timeout = min(deadline, self._heap[0][0] if self._heap else deadline) - time.monotonic()
                 self.changed.wait(max(timeout, 0.001))
             return None
 
@@ -107,9 +110,12 @@ class Forwarder:
         assoc = None
         wait = self.backoff[0]
         while not self.stopping.is_set():
-            path = self.queue.take(self.stopping)
-            if path is None:
-                break
+            path = self.queue.take(self.stopping, wait=IDLE_RELEASE)
+            if path is None:  # idle: let the PACS go (Orthanc waits for open associations to stop)
+                if assoc is not None and assoc.is_established:
+                    assoc.release()
+                assoc = None
+                continue
             try:
                 if not path.exists():
                     continue  # a resend replaced it while queued, or another worker finished it

@@ -147,7 +147,8 @@ class Gateway:
         if self.server is not None:
             active = self.server.active_associations
             self.server.shutdown()
-            while any(assoc.is_alive() for assoc in active) and time.monotonic() < deadline:
+            # established associations finish; half-open ones (never associated) are not waited for
+            while any(a.is_alive() and a.is_established for a in active) and time.monotonic() < deadline:
                 time.sleep(0.05)
         emptied = self.forwarder.drain(max(deadline - time.monotonic(), 0.0))
         self.forwarder.stop()
