@@ -345,3 +345,50 @@ def store(port: int, files, aet: str = MODALITY_AET, called: str = GATEWAY_AET, 
             if result.returncode != 0:
                 return result
     return result
+
+
+def _certificate(name: str, key, issuer_name, issuer_key, ca: bool):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        import ipaddress
+
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+                                        critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A CA, a gateway and a client certificate it signed, and a client signed by another CA (PEM files)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+
+    def save(name: str, key, cert) -> None:
+        paths[f"{name}.key"] = folder / f"{name}.key"
+        paths[f"{name}.crt"] = folder / f"{name}.crt"
+        paths[f"{name}.key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                                           serialization.NoEncryption()))
+        paths[f"{name}.crt"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    for ca_name, members in (("ca", ("gateway", "client")), ("rogue_ca", ("rogue",))):
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert = _certificate(ca_name, ca_key, None, None, ca=True)
+        save(ca_name, ca_key, ca_cert)
+        for member in members:
+            key = ec.generate_private_key(ec.SECP256R1())
+            save(member, key, _certificate(member, key, ca_cert.subject, ca_key, ca=False))
+    return paths

@@ -202,3 +202,30 @@ def test_forwarder_quarantines_after_n_refusals(tmp_path):
     reason = (spool.quarantine_folder / path.name).with_suffix(".reason").read_text()
     assert "0xA700" in reason and "3 of 3" in reason
     shutil.rmtree(spool.folder)
+
+
+def test_tls_requires_a_client_certificate_from_the_ca(pacs, tmp_path):
+    """DICOM TLS (1.2+): a client with a certificate the CA signed stores; none, or another CA's, is refused."""
+    if pacs.process is None:
+        pacs.start()
+    pki = kit.make_pki(tmp_path / "pki")
+    tls = f'[tls]\ncert = "{pki["gateway.crt"]}"\nkey = "{pki["gateway.key"]}"\nca = "{pki["ca.crt"]}"\n'
+    config = kit.gateway_config(tmp_path, pacs, pacs.ports["gateway"], pacs.ports["status"], tls=tls)
+    gateway = kit.GatewayProcess(config, pacs.ports["gateway"], pacs.ports["status"]).start()
+    try:
+        study, files = kit.write_study(tmp_path / "in", kinds=("ct",), count=2)
+        base = ["-aet", kit.MODALITY_AET, "-aec", kit.GATEWAY_AET, kit.HOST, gateway.port]
+        good = kit.dcmtk("storescu", "+tls", pki["client.key"], pki["client.crt"], "+cf", pki["ca.crt"], *base,
+                         *files, check=False)
+        assert good.returncode == 0, good.stderr
+        anonymous = kit.dcmtk("storescu", "+tla", "+cf", pki["ca.crt"], *base, files[0], check=False)
+        rogue = kit.dcmtk("storescu", "+tls", pki["rogue.key"], pki["rogue.crt"], "+cf", pki["ca.crt"], *base,
+                          files[0], check=False)
+        plain = kit.dcmtk("storescu", "-to", "3", "-ta", "3", *base, files[0], check=False)  # no TLS: no answer
+        assert anonymous.returncode != 0 and rogue.returncode != 0 and plain.returncode != 0
+        assert gateway.wait_forwarded()["stored"] == len(files)
+        assert all(uid_of(f) in pacs.instances() for f in files)
+        echo = kit.dcmtk("echoscu", "+tls", pki["client.key"], pki["client.crt"], "+cf", pki["ca.crt"], *base)
+        assert echo.returncode == 0
+    finally:
+        gateway.stop(signal.SIGKILL)

@@ -69,7 +69,7 @@ def checks(config) -> list[tuple[str, Callable[[], str]]]:
     def pacs() -> str:
         from keras_dkg.gateway.net import client_tls
 
-        tls = client_tls(config.tls) if config.tls else None
+        tls = client_tls(config.tls) if config.tls and config.tls.pacs else None
         status = Pacs(config.pacs, config.aet, min(config.timeout, 10.0), tls=tls).echo()
         if status != 0:
             raise DkgError(f"C-ECHO answered 0x{status:04X}")

@@ -22,7 +22,8 @@
     [tls]                                # optional: DICOM TLS with client certificates
     cert = "gateway.crt"
     key = "gateway.key"
-    ca = "clients-ca.crt"
+    ca = "clients-ca.crt"                # clients must present a certificate this CA signed
+    pacs = false                         # true: TLS to the PACS too (same cert; ca checks the PACS)
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class TlsFiles:
     cert: Path
     key: Path
     ca: Path
+    pacs: bool = False  # TLS on the gateway's own associations to the PACS too
 
 
 @dataclass
@@ -185,7 +187,11 @@ def config_from_dict(raw: dict, where: str = "config", base: Path = Path(".")) -
     if tls is not None:
         if not isinstance(tls, dict):
             raise InputError(f"{where}: [tls] must be a table with cert, key and ca")
-        tls = TlsFiles(*(_path(base, _text(tls, name, f"{where} [tls]")) for name in ("cert", "key", "ca")))
+        unknown_tls = sorted(set(tls) - {"cert", "key", "ca", "pacs"})
+        if unknown_tls or not isinstance(tls.get("pacs", False), bool):
+            raise InputError(f"{where}: [tls] takes cert, key, ca and pacs (true/false); got {sorted(tls)}")
+        tls = TlsFiles(*(_path(base, _text(tls, name, f"{where} [tls]")) for name in ("cert", "key", "ca")),
+                       pacs=tls.get("pacs", False))
     status = _text(raw, "status", where, required=False)
     backoff = raw.get("backoff", [0.5, 30.0])
     if not (isinstance(backoff, list) and len(backoff) == 2 and all(isinstance(v, int | float) and v > 0 for v in backoff)):

@@ -73,7 +73,7 @@ class Gateway:
         self.spool = Spool(config.spool, config.min_free_bytes)
         self.counters = Counters()
         self.access = AccessPolicy(config.aet, config.allow)
-        tls = client_tls(config.tls) if config.tls else None
+        tls = client_tls(config.tls) if config.tls and config.tls.pacs else None
         self.pacs = Pacs(config.pacs, config.aet, config.timeout, tls=tls, max_pdu=config.max_pdu)
         self.forwarder = Forwarder(self.spool, self.pacs, self.counters, config.forwarders, config.retries,
                                    config.backoff)
