@@ -246,6 +246,7 @@ def gateway_config(folder: Path, pacs: Orthanc, port: int, status_port: int, ext
                    allow: str | None = None, tls: str = "") -> Path:
     from keras_dkg.embedded import seed_path
 
+    folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "keys").exists():
         protected_store(folder / "keys", folder / "master.key")
     model = folder / "tiny.onnx"
