@@ -121,7 +121,7 @@ def check_aet(aet: str, what: str) -> str:
 def parse_peer(text: str, what: str, port_required: bool) -> Peer:
     """'AET@host:port' (or 'AET@host' when no port is needed) -> Peer."""
     aet, sep, rest = text.partition("@")
-    if not sep or not rest:
+    if not sep or not rest or (port_required and not rest.rpartition(":")[2].isdigit()):
         raise InputError(f"{what}: expected AET@host{':port' if port_required else ''}, got {text!r}")
     check_aet(aet, what)
     if port_required or (":" in rest and rest.rsplit(":", 1)[1].isdigit()):
