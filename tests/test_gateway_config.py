@@ -77,7 +77,11 @@ def test_network_instance_round_trip_in_memory(tmp_path):
     a tampered element is an integrity error."""
     from keras_dkg.embedded import seed_path
     from keras_dkg.runtime.custody import Credentials
-    from keras_dkg.runtime.encryption import decrypt_dicom_bytes, encrypt_dicom_bytes, instance_file_bytes
+    from keras_dkg.runtime.encryption import (
+        decrypt_dicom_bytes,
+        encrypt_dicom_bytes,
+        instance_file_bytes,
+    )
     from keras_dkg.runtime.keygen import KeyGenerator, load_seed
     from keras_dkg.runtime.keystore import KeyStore
 
