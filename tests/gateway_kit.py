@@ -297,6 +297,7 @@ class GatewayProcess:
                                          "--drain", str(self.drain)], stdout=log, stderr=log, cwd=ROOT,
                                         start_new_session=True)
         wait_port(self.port, timeout=60, process=self.process)
+        wait_port(self.status_port, timeout=10, process=self.process)
         return self
 
     def status(self) -> dict:

@@ -78,6 +78,7 @@ def test_network_instance_round_trip_in_memory(tmp_path):
     from keras_dkg.embedded import seed_path
     from keras_dkg.runtime.custody import Credentials
     from keras_dkg.runtime.encryption import (
+        KeySource,
         decrypt_dicom_bytes,
         encrypt_dicom_bytes,
         instance_file_bytes,
@@ -87,8 +88,7 @@ def test_network_instance_round_trip_in_memory(tmp_path):
 
     kit.protected_store(tmp_path / "keys", tmp_path / "master.key")
     store = KeyStore(tmp_path / "keys", credentials=Credentials(key_file=str(tmp_path / "master.key")))
-    generator = KeyGenerator(kit.tiny_model(tmp_path / "tiny.onnx"))
-    seed = load_seed(seed_path())[0]
+    keys = KeySource(KeyGenerator(kit.tiny_model(tmp_path / "tiny.onnx")), load_seed(seed_path())[0])
     for kind in ("ct", "us", "multiframe"):
         ds = kit.make_instance(kind, "1.2.3.4", 1)
         buffer = io.BytesIO()
@@ -96,7 +96,7 @@ def test_network_instance_round_trip_in_memory(tmp_path):
         body = buffer.getvalue()[132:]
         body = body[int.from_bytes(body[8:12], "little") + 12:]  # past the file meta group
         data = instance_file_bytes(body, ds.SOPClassUID, ds.SOPInstanceUID, "1.2.840.10008.1.2.1")
-        encrypted = encrypt_dicom_bytes(data, generator, seed, store, used_for=f"dicom:T@h/{ds.SOPInstanceUID}")
+        encrypted = encrypt_dicom_bytes(data, keys, store, used_for=f"dicom:T@h/{ds.SOPInstanceUID}")
         assert store.find(encrypted.fingerprint) and encrypted.meta.cipher == "hardened"
         ciphertext = pydicom.dcmread(io.BytesIO(encrypted.data))
         assert ds.PixelData not in bytes(ciphertext.PixelData)

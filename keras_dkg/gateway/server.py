@@ -64,12 +64,12 @@ def accepted_syntaxes() -> list[str]:
 
 class Gateway:
     def __init__(self, config: GatewayConfig):
+        from keras_dkg.runtime.encryption import KeySource
         from keras_dkg.runtime.keygen import KeyGenerator, load_seed
 
         self.config = config
         self.store = open_key_store(config)
-        self.generator = KeyGenerator(config.model)
-        self.seed = load_seed(config.seed)[0]
+        self.keys = KeySource(KeyGenerator(config.model), load_seed(config.seed)[0])
         self.spool = Spool(config.spool, config.min_free_bytes)
         self.counters = Counters()
         self.access = AccessPolicy(config.aet, config.allow)
@@ -87,7 +87,7 @@ class Gateway:
     def report(self) -> dict:
         return {**self.counters.snapshot(), "queue_depth": self.spool.depth(),
                 "quarantine": self.spool.quarantined(), "draining": self.draining.is_set(),
-                "associations": len(self.server.active_associations) if self.server else 0}
+                "associations": len(self.server.active_associations) if self.server is not None else 0}
 
     def _on_requested(self, event) -> None:
         """EVT_REQUESTED: refuse an association whose called AE, calling AE or address is not allowed."""
@@ -132,11 +132,11 @@ class Gateway:
                     (evt.EVT_C_FIND, retrieve.find), (evt.EVT_C_GET, retrieve.get), (evt.EVT_C_MOVE, retrieve.move)]
         self.ae = self._application_entity()
         tls = server_tls(config.tls) if config.tls else None
-        self.forwarder.start()
-        self.server = self.ae.start_server(config.listen, block=False, evt_handlers=handlers, ssl_context=tls)
-        if config.status:
+        if config.status:  # up before the DICOM port: once that listens, everything does
             self.status_server = StatusServer(config.status, self.report)
             self.status_server.start()
+        self.forwarder.start()
+        self.server = self.ae.start_server(config.listen, block=False, evt_handlers=handlers, ssl_context=tls)
         LOG.info("gateway %s listening on %s:%d, forwarding to %s", config.aet, *config.listen, config.pacs)
 
     def stop(self, drain: float = 30.0) -> bool:

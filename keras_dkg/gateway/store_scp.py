@@ -61,8 +61,8 @@ class StoreService:
         used_for = f"dicom:{calling}@{host}/{uid}"
         try:
             gateway.spool.check_space(2 * len(data))  # before a key is made: a refusal costs no key
-            encrypted = encrypt_dicom_bytes(data, gateway.generator, gateway.seed, gateway.store,
-                                            cipher=gateway.config.cipher, used_for=used_for, label=uid)
+            encrypted = encrypt_dicom_bytes(data, gateway.keys, gateway.store, cipher=gateway.config.cipher,
+                                            used_for=used_for, label=uid)
             path = gateway.spool.put(uid, encrypted.data)
         except SpoolFull as exc:
             return self.refuse(OUT_OF_RESOURCES, calling, host, uid, str(exc))

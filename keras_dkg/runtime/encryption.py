@@ -15,6 +15,8 @@ it later fetches back from the PACS (which rewrites its own meta) verify alike.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +29,8 @@ from keras_dkg.runtime.dicom import (
     plaintext_bytes,
     read_dicom,
 )
-from keras_dkg.runtime.keygen import KeyGenerator, check_key_size, random_nonce
+from keras_dkg.runtime.keygen import KeyGenerator, KeyJob, check_key_size, random_nonce
+from keras_dkg.runtime.keys import Key
 from keras_dkg.runtime.keystore import KeyStore
 
 # The file meta's Implementation Class UID for instances received over the network: fixed
@@ -55,6 +58,34 @@ def instance_file_bytes(dataset: bytes, sop_class_uid: str, sop_instance_uid: st
     return buffer.getvalue() + bytes(dataset)
 
 
+class KeySource:
+    """Fresh keys from one generator and one seed for a long-running service, thread-safe.
+
+    The seed is prepared once per key size (read, resized: `KeyGenerator.prepare`) and kept
+    for the last `sizes` sizes; with nonce scheme v2 the generator itself then runs once per
+    size too and each key is the keyed permutation of that run for a fresh random nonce
+    (docs/keys.md), exactly the keys `dkg-encrypt --model --seed` would make.
+    """
+
+    def __init__(self, generator: KeyGenerator, seed: np.ndarray, sizes: int = 8):
+        self.generator, self.seed, self.sizes = generator, seed, sizes
+        self._jobs: OrderedDict[tuple[int, int], KeyJob] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, size: tuple[int, int]) -> Key:
+        with self._lock:
+            job = self._jobs.get(size)
+            if job is None:  # first key of this size: prepare (and run the generator) under the lock
+                job = self.generator.prepare(self.seed, size)
+                key = next(self.generator.keys(job, [random_nonce()]))
+                self._jobs[size] = job
+                while len(self._jobs) > self.sizes:
+                    self._jobs.popitem(last=False)
+                return key
+            self._jobs.move_to_end(size)
+        return next(self.generator.keys(job, [random_nonce()]))
+
+
 @dataclass(frozen=True)
 class EncryptedInstance:
     """A DICOM ciphertext file's bytes, the fingerprint of its (stored) key and its metadata."""
@@ -64,11 +95,11 @@ class EncryptedInstance:
     meta: CipherMetadata
 
 
-def encrypt_dicom_bytes(data: bytes, generator: KeyGenerator, seed: np.ndarray, store: KeyStore, *,
-                        cipher: str = "hardened", used_for: str, label: str | None = None) -> EncryptedInstance:
-    """Encrypt one DICOM file given as bytes with a fresh key, stored in `store` first.
+def encrypt_dicom_bytes(data: bytes, keys: KeySource, store: KeyStore, *, cipher: str = "hardened",
+                        used_for: str, label: str | None = None) -> EncryptedInstance:
+    """Encrypt one DICOM file given as bytes with a fresh key from `keys`, stored in `store` first.
 
-    `seed` is the seed image (runtime.keygen.load_seed); `used_for` names the instance in the
+    `used_for` names the instance in the
     key's record and the audit log (the gateway: `dicom:CALLING_AE@HOST/SOPInstanceUID`).
     Errors are the runtime's (InputError for an instance that cannot be encrypted,
     KeyMaterialError/OutputError for a store that cannot take the key).
@@ -76,7 +107,7 @@ def encrypt_dicom_bytes(data: bytes, generator: KeyGenerator, seed: np.ndarray, 
     plain = read_dicom(data, label=label)
     samples = check_plaintext(plain.plain_array())
     size = check_key_size(plain.key_size(), f"{label or 'DICOM instance'} (its key)")
-    key = generator.generate(seed, size=size, nonce=random_nonce())
+    key = keys.key(size)
     # hardened: a fresh salt and nonce per encryption make reuse safe; xor keys are one-use (fresh here anyway)
     store.add(key, plaintext_sha256=plaintext_digest(samples), plaintext=used_for, allow_reuse=cipher == "hardened")
     ciphertext, meta = encrypt_dicom(plain, key.pixels, cipher=cipher, nonce=key.record.get("nonce"))
