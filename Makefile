@@ -26,7 +26,9 @@ demo: setup
 servers:
 	@if command -v storescu >/dev/null && test -x /usr/sbin/Orthanc; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q orthanc dcmtk >/dev/null \
+		export DEBIAN_FRONTEND=noninteractive; \
+		(apt-get install -y -q orthanc dcmtk >/dev/null 2>&1 \
+		 || (apt-get update -q >/dev/null && apt-get install -y -q orthanc dcmtk >/dev/null)) \
 		&& (service orthanc stop >/dev/null 2>&1 || true); \
 	else echo "make servers: orthanc/dcmtk missing and not root; the gateway tests will skip"; fi
 
