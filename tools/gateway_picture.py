@@ -66,7 +66,7 @@ def main() -> None:
         axis.axis("off")
     figure.suptitle(f"{original.PatientName} · SOP Instance {str(original.SOPInstanceUID)[-12:]} · cipher hardened",
                     fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
     figure.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
 
