@@ -91,8 +91,12 @@ class Orthanc:
         log = open(self.folder / "orthanc.log", "ab")  # noqa: SIM115 (the process keeps it)
         self.process = subprocess.Popen([ORTHANC, str(self.config_path)], stdout=log, stderr=log,
                                         env={**os.environ, **NODELAY_ENV}, start_new_session=True)
-        wait_port(self.http_port, process=self.process)
-        wait_port(self.dicom_port, process=self.process)
+        try:
+            wait_port(self.http_port, process=self.process)
+            wait_port(self.dicom_port, process=self.process)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
 
     def stop(self, sig=signal.SIGTERM) -> None:
         """Stop and wait for the exit (a new Orthanc on the same storage fails while the old one runs)."""
@@ -296,8 +300,12 @@ class GatewayProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "keras_dkg.gateway.cli", "--config", str(self.config),
                                          "--drain", str(self.drain)], stdout=log, stderr=log, cwd=ROOT,
                                         start_new_session=True)
-        wait_port(self.port, timeout=60, process=self.process)
-        wait_port(self.status_port, timeout=10, process=self.process)
+        try:
+            wait_port(self.port, timeout=60, process=self.process)
+            wait_port(self.status_port, timeout=10, process=self.process)
+        except (RuntimeError, TimeoutError):
+            self.stop(signal.SIGKILL)
+            raise
         return self
 
     def status(self) -> dict:

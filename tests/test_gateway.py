@@ -1,6 +1,6 @@
 """`dkg gateway` against a real Orthanc and DCMTK's tools (issue 25): store, retrieve, access.
 
-One Orthanc per test session on free loopback ports; one gateway process per module (the
+One Orthanc and one gateway process per test module, on free loopback ports (the
 fault tests in test_gateway_faults.py start their own). Instances are tiny: 32² 16-bit CT,
 RGB ultrasound, a 3-frame 16-bit object and an RLE-compressed CT.
 """
@@ -27,19 +27,24 @@ def site(tmp_path_factory):
     pacs = kit.Orthanc(folder / "orthanc", {"gateway": (kit.GATEWAY_AET, port), "direct": (kit.DIRECT_AET, kit.free_port()),
                                             "ws": (kit.WORKSTATION_AET, ws_port)})
     pacs.start()
-    config = kit.gateway_config(folder, pacs, port, status_port)
-    gateway = kit.GatewayProcess(config, port, status_port).start()
-    inbox = folder / "ws_inbox"
-    inbox.mkdir()
-    storescp = kit.subprocess.Popen(["storescp", "-aet", kit.WORKSTATION_AET, "-od", str(inbox), str(ws_port)],
-                                    env={**kit.os.environ, **kit.NODELAY_ENV}, stdout=kit.subprocess.DEVNULL,
-                                    stderr=kit.subprocess.DEVNULL)
-    kit.wait_port(ws_port, process=storescp)
-    yield {"folder": folder, "pacs": pacs, "gateway": gateway, "port": port, "inbox": inbox}
-    storescp.terminate()
-    storescp.wait()
-    gateway.stop()
-    pacs.stop()
+    gateway, storescp = None, None
+    try:  # whatever fails to start, nothing is left running
+        config = kit.gateway_config(folder, pacs, port, status_port)
+        gateway = kit.GatewayProcess(config, port, status_port).start()
+        inbox = folder / "ws_inbox"
+        inbox.mkdir()
+        storescp = kit.subprocess.Popen(["storescp", "-aet", kit.WORKSTATION_AET, "-od", str(inbox), str(ws_port)],
+                                        env={**kit.os.environ, **kit.NODELAY_ENV}, stdout=kit.subprocess.DEVNULL,
+                                        stderr=kit.subprocess.DEVNULL)
+        kit.wait_port(ws_port, process=storescp)
+        yield {"folder": folder, "pacs": pacs, "gateway": gateway, "port": port, "inbox": inbox}
+    finally:
+        if storescp is not None:
+            storescp.terminate()
+            storescp.wait()
+        if gateway is not None:
+            gateway.stop()
+        pacs.stop()
 
 
 def send(site, files, aet=kit.MODALITY_AET, check=True):

@@ -28,8 +28,10 @@ def pacs(tmp_path_factory):
                                    "ws": (kit.WORKSTATION_AET, ports["ws"])})
     orthanc.ports = ports
     orthanc.start()
-    yield orthanc
-    orthanc.stop()
+    try:
+        yield orthanc
+    finally:
+        orthanc.stop()
 
 
 @pytest.fixture
