@@ -3,12 +3,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= train-cpu,analysis,dicom,nifti,hardened,keys,dev
+EXTRAS ?= train-cpu,analysis,dicom,nifti,hardened,keys,gateway,dev
 DEMO_DIR ?= runs/demo
 DEMO_RECIPE ?= recommended
 DEMO_ARGS ?= --image-size 128 --steps 1000 --checkpoint-every 250
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup servers demo test lint bench clean
 
 $(BIN)/.installed: setup.cfg setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,18 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python tools/demo.py --out $(DEMO_DIR) --recipe $(DEMO_RECIPE) $(DEMO_ARGS)
 
-test: setup
+# Orthanc and DCMTK for the gateway tests (tests/test_gateway*.py): installed with apt when
+# missing and running as root (CI); elsewhere those tests skip, saying why.
+servers:
+	@if command -v storescu >/dev/null && test -x /usr/sbin/Orthanc; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		(apt-get install -y -q orthanc dcmtk >/dev/null 2>&1 \
+		 || (apt-get update -q >/dev/null && apt-get install -y -q orthanc dcmtk >/dev/null)) \
+		&& (service orthanc stop >/dev/null 2>&1 || true); \
+	else echo "make servers: orthanc/dcmtk missing and not root; the gateway tests will skip"; fi
+
+test: setup servers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup

@@ -25,6 +25,7 @@ COMMANDS = {
     "decrypt": ("keras_dkg.runtime.cipher_cli:decrypt_main", "verify and decrypt a file or a folder (dkg-decrypt)"),
     "keys": ("keras_dkg.runtime.keys_cli:main", "key custody: protected stores, rotate, verify, audit (dkg-keys)"),
     "analyze": ("keras_dkg.analysis.cli:main", "key and cipher statistics, NIST SP 800-22, attacks (dkg-analyze)"),
+    "gateway": ("keras_dkg.gateway.cli:main", "encrypting DICOM node in front of a PACS; gateway check (dkg-gateway)"),
     "domain": ("keras_dkg.domains:main", "build a chaotic transformation domain (dkg-domain)"),
     "diagnose": ("keras_dkg.diagnose.cli:main", "why a run's keys are (not) key-like (python -m keras_dkg.diagnose)"),
     "reproduce": ("keras_dkg.reproduce.cli:main", "the paper's tables with ours beside them (tools/reproduce_paper.py)"),

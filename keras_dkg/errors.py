@@ -52,6 +52,7 @@ EXTRA_FOR_MODULE = {
     "tensorflow": "train", "keras": "train", "tf2onnx": "train", "onnx": "train", "tensorboard": "train",
     "jax": "jax", "nibabel": "nifti", "scipy": "analysis", "matplotlib": "analysis", "skimage": "analysis",
     "PIL": "analysis", "cryptography": "hardened", "pydicom": "dicom", "tqdm": "analysis",
+    "pynetdicom": "gateway",
 }
 
 

@@ -1,4 +1,4 @@
-"""The runtime and the analysis never import TensorFlow, JAX or Keras (the rule in keras_dkg/__init__.py);
+"""The runtime, the analysis and the gateway never import TensorFlow, JAX or Keras (the rule in keras_dkg/__init__.py);
 the training package's config layer loads without Keras, so the CLI checks flags before the stack loads."""
 
 import pkgutil
@@ -32,7 +32,7 @@ def _modules(package: str) -> list[str]:
 
 
 def test_runtime_and_analysis_import_without_tensorflow():
-    names = _modules("keras_dkg.runtime") + _modules("keras_dkg.analysis") + ["keras_dkg.common", "keras_dkg.embedded", "keras_dkg.errors",
+    names = _modules("keras_dkg.runtime") + _modules("keras_dkg.analysis") + _modules("keras_dkg.gateway") + ["keras_dkg.common", "keras_dkg.embedded", "keras_dkg.errors",
                                                                                  "keras_dkg.cli", "keras_dkg.options"]
     result = subprocess.run([sys.executable, "-c", f"NAMES = {names!r}\n" + BLOCKER],
                             capture_output=True, text=True, timeout=120)
