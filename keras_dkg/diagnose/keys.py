@@ -28,7 +28,8 @@ def load_generator(run_dir: str | Path, options: dict):
     saved = checkpoints.list_checkpoints(run_dir / "checkpoints")
     if not saved:
         raise InputError(f"{run_dir}: no generator.keras and no checkpoint to take the generator from")
-    generator = networks.build_generator(int(options.get("residual_blocks", networks.DEFAULT_RESIDUAL_BLOCKS)))
+    generator = networks.build_generator(int(options.get("residual_blocks", networks.DEFAULT_RESIDUAL_BLOCKS)),
+                                         upsample=options.get("upsample", "transpose"))
     generator.load_weights(saved[-1] / "generator.weights.h5")
     return generator
 
@@ -75,6 +76,9 @@ def local_reach(generator, size: int, position: int) -> np.ndarray:
     for layer in generator.layers:
         if isinstance(layer, ReflectionPadding2D):
             reach = np.pad(reach, layer.padding, mode="reflect")
+            continue
+        if isinstance(layer, keras.layers.UpSampling2D):
+            reach = np.repeat(reach, layer.size[0])
             continue
         if isinstance(layer, keras.layers.Conv2DTranspose):
             kernel = np.ones((layer.kernel_size[0], 1, 1), np.float32)

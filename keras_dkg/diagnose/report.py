@@ -17,8 +17,11 @@ PAPER_SIZE = 256  # the paper's key size, for the locality bound
 
 
 def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8, pixel_pairs: int = 4,
-             seed: int = 0) -> tuple[dict, dict]:
-    """(report, arrays): the JSON-able measurements, and the images and spectra the plots need."""
+             seed: int = 0, nist: bool = False) -> tuple[dict, dict]:
+    """(report, arrays): the JSON-able measurements, and the images and spectra the plots need.
+
+    `nist` adds the SP 800-22 block (diagnose.nist_block; minutes per key at 256²).
+    """
     if nonces < 2 or pixel_pairs < 1:
         raise InputError(f"--nonces must be at least 2 and --pixel-pairs at least 1, got {nonces} and {pixel_pairs}")
     run_dir = Path(run_dir)
@@ -56,6 +59,10 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
         "training": run_folder.training_curves(run_dir),
         "sample_entropy": run_folder.entropy_over_steps(samples),
     }
+    if nist:
+        from keras_dkg.diagnose.nist_block import nist_block
+
+        report["nist"] = nist_block(keys)
     arrays = {"keys": keys, "domain": domain, "reference": reference, "samples": samples,
               "key_spectrum": statistics.power_spectrum(keys),
               "domain_spectrum": None if domain is None else statistics.power_spectrum(domain)}
@@ -125,6 +132,13 @@ def format_text(report: dict) -> str:
               "  changed bytes by distance from the pixel: " + ", ".join(
                   f"{r['from']}-{'' if r['to'] is None else r['to']}: {r['changed_percent']:.1f} %"
                   for r in local["rings"])]
+    if "nist" in report:
+        block = report["nist"]
+        strict, proportion = block["strict"], block["by_proportion"]
+        lines += ["", f"NIST SP 800-22 ({block['bits']} bits per key): first key passes {strict['passed']} of "
+                  f"{strict['applicable']} applicable tests (failed: {', '.join(strict['failed']) or 'none'}); by "
+                  f"proportion over {block['keys']} keys {proportion['passed']} of {proportion['applicable']} "
+                  f"(failed: {', '.join(proportion['failed']) or 'none'})"]
     curves = report["training"]
     if curves["steps"]:
         names = [n for n in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "r1", "noise_sigma") if n in curves]

@@ -17,7 +17,7 @@ PAPER: dict[str, object] = {
     "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "loss": "bce", "residual_blocks": 6,
     "g_lr": None, "d_lr": None, "d_history": 0, "instance_noise": 0.0, "instance_noise_anneal": None,
     "r1": 0.0, "d_spectral_norm": False, "domain_gray": False, "domain_augment": False,
-    "sensitivity_weight": 0.0, "uniformity_weight": 0.0, "predictor_weight": 0.0,
+    "sensitivity_weight": 0.0, "uniformity_weight": 0.0, "predictor_weight": 0.0, "upsample": "transpose",
 }
 #: recipe name -> the options it changes from PAPER. recommended: of the candidates measured
 #: at 128², 1,000 steps (--r1 1, --domain-augment, --d-lr 5e-5, --uniformity-weight 1,
