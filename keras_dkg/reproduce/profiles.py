@@ -17,6 +17,11 @@ from keras_dkg.errors import InputError
 #: The paper's Table XXI rows (training "epochs", i.e. steps) and their share of 20,000.
 PAPER_GRID_EPOCHS = (10000, 15000, 20000, 25000, 30000)
 PAPER_STEPS = 20000
+#: variant of network A's training -> (fit recipe, TrainConfig fields on top of it)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "recommended": ("recommended", {}),
+    "unif3": ("recommended", {"uniformity_weight": 3.0}),
+}
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,13 @@ class Profile:
     plaintexts: int = 8  # per modality (paper: 8)
     correlation_pairs: int = 256  # the paper's N per direction; we also report all pairs
     timing_repeats: int = 5
-    # extra trainings of network A under these fit recipes (keras_dkg/train/recipes.py), shown
-    # beside the paper-faithful run in Tables III, IV, XVII and XVIII
-    recipes: tuple[str, ...] = ("recommended",)
+    # extra trainings of network A under these variants (VARIANTS: a fit recipe of
+    # keras_dkg/train/recipes.py, maybe with flags), beside the paper-faithful run in Tables
+    # III, IV, XVII and XVIII; "unif3" shows the uniformity weight's trade-off
+    recipes: tuple[str, ...] = ("recommended", "unif3")
+    # Keras backend of the trainings: "tensorflow" in-process, "jax" through `fit --backend
+    # jax` in a subprocess, "auto": jax when a GPU is visible to JAX, else tensorflow
+    backend: str = "tensorflow"
     reductions: tuple[str, ...] = ()
     description: str = ""
 
@@ -113,8 +122,10 @@ def training_runs(profile: Profile) -> dict[str, dict]:
     runs: dict[str, dict] = {}
     for seed in range(profile.otp_runs):
         runs[f"otp_{seed}"] = {"blocks": 6, "domain": "high", "seed": seed}
-    for recipe in profile.recipes:
-        runs[recipe_run(recipe)] = {"blocks": 6, "domain": "high", "seed": 0, "recipe": recipe}
+    for variant in profile.recipes:
+        recipe, overrides = VARIANTS[variant]
+        runs[recipe_run(variant)] = {"blocks": 6, "domain": "high", "seed": 0, "recipe": recipe,
+                                     "overrides": dict(overrides)}
     for blocks in profile.attack_blocks:
         if blocks != 6:
             runs[f"blocks_{blocks}"] = {"blocks": blocks, "domain": "high", "seed": 0}
