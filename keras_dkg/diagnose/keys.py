@@ -94,3 +94,17 @@ def local_reach(generator, size: int, position: int) -> np.ndarray:
     if reach.size != size:
         raise ValueError(f"the generator maps {size} positions to {reach.size}; expected a same-size key")
     return reach > 0
+
+
+def locality_of_pairs(generator, size: int, pairs: list, positions: list[tuple[int, int]],
+                      paper_size: int = 256) -> dict:
+    """`statistics.one_pixel_locality` of one-pixel pairs, plus the share a centred pixel reaches here and at 256²."""
+    from keras_dkg.diagnose import statistics
+
+    reaches = [np.outer(local_reach(generator, size, r), local_reach(generator, size, c)) for r, c in positions]
+    result = statistics.one_pixel_locality(pairs, positions, reaches)
+    centred, centred_paper = (local_reach(generator, n, n // 2) for n in (size, paper_size))
+    result["centred_reach_share"] = float(centred.mean()) ** 2  # a square kernel: row reach × column reach
+    result["centred_reach_share_256"] = float(centred_paper.mean()) ** 2
+    result["reach_span_256"] = int(centred_paper.sum())  # key pixels along one axis a centred seed pixel reaches
+    return result

@@ -54,7 +54,7 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
         "options": options, "steps_done": record.get("summary", {}).get("steps_done"),
         "keys": describe(keys), "domain": describe(domain), "uniform_reference": describe(reference),
         "one_pixel": statistics.one_pixel_sensitivity(pixel_pairs_keys),
-        "locality": _locality(generator, size, pixel_pairs_keys, list(positions)),
+        "locality": keygen.locality_of_pairs(generator, size, pixel_pairs_keys, list(positions), PAPER_SIZE),
         "nonce_keys": statistics.nonce_relatedness(keys),
         "training": run_folder.training_curves(run_dir),
         "sample_entropy": run_folder.entropy_over_steps(samples),
@@ -67,18 +67,6 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
               "key_spectrum": statistics.power_spectrum(keys),
               "domain_spectrum": None if domain is None else statistics.power_spectrum(domain)}
     return report, arrays
-
-
-def _locality(generator, size: int, pairs: list, positions: list[tuple[int, int]]) -> dict:
-    """`statistics.one_pixel_locality`, plus the share a centred pixel reaches here and at the paper's 256²."""
-    reaches = [np.outer(keygen.local_reach(generator, size, r), keygen.local_reach(generator, size, c))
-               for r, c in positions]
-    result = statistics.one_pixel_locality(pairs, positions, reaches)
-    centred, centred_256 = (keygen.local_reach(generator, n, n // 2) for n in (size, PAPER_SIZE))
-    result["centred_reach_share"] = float(centred.mean()) ** 2  # a square kernel: row reach × column reach
-    result["centred_reach_share_256"] = float(centred_256.mean()) ** 2
-    result["reach_span_256"] = int(centred_256.sum())  # key pixels along one axis a centred seed pixel reaches
-    return result
 
 
 def _pick(count: int, rows: int) -> list[int]:

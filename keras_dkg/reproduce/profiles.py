@@ -134,6 +134,12 @@ def training_runs(profile: Profile) -> dict[str, dict]:
     return runs
 
 
+def variant_flags(variant: str) -> str:
+    """The `fit` flags of a variant, e.g. "--recipe recommended --uniformity-weight 3"."""
+    recipe, overrides = VARIANTS[variant]
+    return " ".join([f"--recipe {recipe}", *(f"--{k.replace('_', '-')} {v:g}" for k, v in overrides.items())])
+
+
 def recipe_run(recipe: str) -> str:
     """Name of the run that trained network A under fit recipe `recipe`."""
     return f"recipe_{recipe}"
