@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_dkg.diagnose.summary import key_row
+
 CELLS = {
     "paper": [],
     "pool50": ["--d-history", "50"],
@@ -57,7 +59,7 @@ COLUMNS = [  # (header, path into the diagnosis, format)
     ("nonce equal %", ("nonce_equal_pct",), "{:.2f}"),
     ("lag-1 |r|", ("lag1",), "{:.3f}"),
     ("lag-4 |r|", ("lag4",), "{:.3f}"),
-    ("spectrum peak×median", ("keys", "spectrum", "peaks", 0, "times_median"), "{:.0f}"),
+    ("spectrum peak×median", ("peak_times_median",), "{:.0f}"),
     ("peak at cycles/px", ("peak_frequency",), "{:.3f}"),
     ("NIST strict", ("nist_strict",), "{:.1f}"),
     ("NIST by proportion", ("nist_proportion",), "{:.1f}"),
@@ -97,27 +99,18 @@ def measure(out: Path, cell: str, seed: int, args: argparse.Namespace) -> dict:
     report = json.loads(report_path.read_text())
     curves = report["training"]
     tail = slice(-max(1, len(curves["steps"]) // 10), None)  # the last tenth of training
-    bytes_ = report["keys"]["bytes"]
-    auto = report["keys"]["autocorrelation"]
     speed = json.loads((run_dir / "run.json").read_text())["summary"]["steps_per_second"]
     rings = report["locality"]["rings"]
-    peak = report["keys"]["spectrum"]["peaks"][0]
 
     def ring_share(selected) -> float:
         chosen = [r for r in rings if selected(r)]
         total = sum(r["bytes"] for r in chosen)
         return sum(r["changed_percent"] * r["bytes"] for r in chosen) / total if total else float("nan")
 
-    return {**report, "steps_per_second": speed, "saturated": bytes_["zero_share"] + bytes_["full_share"],
+    return {**report, **key_row(report), "steps_per_second": speed,
             "within8": ring_share(lambda r: r["to"] is not None and r["to"] <= 8),
             "beyond32": ring_share(lambda r: r["from"] >= 32),
             "reach256": 100 * report["locality"]["centred_reach_share_256"],
-            "nonce_equal_pct": 100 * report["nonce_keys"]["equal_share"],
-            "lag1": max(abs(auto["horizontal"][0]), abs(auto["vertical"][0])),
-            "lag4": max(abs(auto["horizontal"][3]), abs(auto["vertical"][3])),
-            "peak_frequency": max(abs(peak["fy"]), abs(peak["fx"])),
-            "nist_strict": report["nist"]["strict"]["passed"],
-            "nist_proportion": report["nist"]["by_proportion"]["passed"],
             "d_loss_end": float(np.mean(curves["d_loss"][tail])),
             "d_acc_end": float(np.mean([(a + b) / 2 for a, b in zip(curves["d_acc_real"][tail],
                                                                     curves["d_acc_fake"][tail], strict=True)]))}

@@ -186,6 +186,7 @@ def write_report(ctx: Context, paper_source: str) -> dict:
         chosen = [f for f in found if f["kind"] == kind]
         if chosen:
             lines += [f"### {title}", ""] + [f"- **{f['topic']}**: {f['text']}" for f in chosen] + [""]
+    lines += paper_scale_section(results)
     for key in table_keys(ctx.paper):
         lines += section(key, results["tables"][key], figures.get(key, []))
     for key in EXTRA:
@@ -239,6 +240,25 @@ def portable(text: str, out: Path) -> str:
         return f"<elsewhere>/{path.name}{tail}"
 
     return ABSOLUTE.sub(relative, text)
+
+
+def paper_scale_section(results: dict) -> list[str]:
+    """The committed paper-scale rows (reports/paper-scale/summary.json, tools/gpu_paper_scale.sh), or why there are none."""
+    from keras_dkg.reproduce.paper_scale import PAPER_SCALE, markdown
+
+    lines = ["## At the paper's scale (256², 20,000 steps)", ""]
+    if not PAPER_SCALE.is_file():
+        results["paper_scale"] = None
+        return lines + ["No paper-scale rows yet: `bash tools/gpu_paper_scale.sh` on a GPU (both recipes × training "
+                        "seeds 0 and 1 through `fit --backend jax`, about 10 minutes) writes "
+                        "`reports/paper-scale/summary.json`, which this section then shows; "
+                        "`python tools/reproduce_paper.py --profile paper` runs every table at that scale.", ""]
+    summary = json.loads(PAPER_SCALE.read_text(encoding="utf-8"))
+    results["paper_scale"] = summary
+    commit = (summary.get("source") or {}).get("commit")
+    return lines + [f"From `reports/paper-scale/summary.json` (made by tools/gpu_paper_scale.sh at commit "
+                    f"`{(commit or 'unknown')[:12]}`, not by this run); keys of the held-back CT seed, "
+                    "keras_dkg.diagnose's measures.", "", *markdown(summary), ""]
 
 
 def section(key: str, entry: dict, figures: list) -> list[str]:

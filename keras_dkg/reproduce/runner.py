@@ -46,6 +46,7 @@ class Context:
     paper: dict = field(default_factory=dict)  # paper_values.json
     echo: Callable[[str], None] = print
     started: float = field(default_factory=time.time)
+    backend: str = "tensorflow"  # the trainings' Keras backend, resolved (fitrun.resolve_backend)
     skipped: list[str] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
 

@@ -106,19 +106,25 @@ def train_config(ctx: Context, run_dir, domain: str, *, blocks: int, seed: int, 
         recipe, out=str(run_dir), source=source, domain=str(ctx.path("domains", domain)),
         seed_image=manifest["seed_image"], image_size=ctx.image_size(), steps=steps, batch_size=batch_size,
         **({"learning_rate": lr} if lr is not None else {}), residual_blocks=blocks, seed=seed,
-        checkpoint_every=checkpoint_every, progress=False, **(overrides or {}))
+        checkpoint_every=checkpoint_every, progress=False, backend=ctx.backend, **(overrides or {}))
 
 
 def run_training(config):
-    """`keras_dkg.train.train`, resuming when the run folder holds a checkpoint."""
+    """`keras_dkg.train.train` (TensorFlow, in-process) or `fit --backend jax` (a subprocess, fitrun),
+    resuming when the run folder holds a checkpoint."""
     from pathlib import Path
 
-    import keras
-
-    from keras_dkg.train import checkpoints, train
+    from keras_dkg.reproduce.fitrun import run_fit_subprocess
+    from keras_dkg.train import checkpoints
 
     run_dir = Path(config.out)
     resume = (run_dir / "run.json").is_file() and bool(checkpoints.list_checkpoints(run_dir / "checkpoints"))
+    if config.backend == "jax":
+        return run_fit_subprocess(config, resume)
+    import keras
+
+    from keras_dkg.train import train
+
     result = train(config.replace(resume=resume))
     keras.utils.clear_session()
     return result
