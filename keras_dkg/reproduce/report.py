@@ -16,7 +16,7 @@ from pathlib import Path
 from keras_dkg.reproduce.datasets import MODALITIES
 from keras_dkg.reproduce.figures import make_figures
 from keras_dkg.reproduce.findings import findings
-from keras_dkg.reproduce.provenance import ROOT, source_commit
+from keras_dkg.reproduce.provenance import ROOT
 from keras_dkg.reproduce.runner import Context, read_json, write_json
 from keras_dkg.reproduce.tablekit import Artifacts, mean, num, row, table
 from keras_dkg.reproduce.tables import EXTRA, table_keys
@@ -167,7 +167,7 @@ def write_report(ctx: Context, paper_source: str) -> dict:
     figures = make_figures(art, entries)
     meta = {
         "profile": ctx.profile.to_dict(), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "out": display_out(ctx.out), "source": source_commit(), "stage_commits": ctx.stage_commits(),
+        "out": display_out(ctx.out), "source": ctx.source, "stage_commits": ctx.stage_commits(),
         "data": {k: v for k, v in art.manifest.items() if k != "grid"} | {"grid": art.manifest["grid"]},
         "hardware": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                      "cpus": train["machine"].get("cpus"), "strategy": train["summary"].get("strategy"),

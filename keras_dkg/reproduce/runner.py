@@ -47,6 +47,8 @@ class Context:
     echo: Callable[[str], None] = print
     started: float = field(default_factory=time.time)
     backend: str = "tensorflow"  # the trainings' Keras backend, resolved (fitrun.resolve_backend)
+    # the commit whose code this process runs: read once, at the start (HEAD may move during a long run)
+    source: dict = field(default_factory=source_commit)
     skipped: list[str] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
 
@@ -101,7 +103,7 @@ class Context:
         seconds = time.time() - began
         write_json(self.marker(name), {"stage": name, "seconds": round(seconds, 2),
                                        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                       "source": source_commit(), "result": result})
+                                       "source": self.source, "result": result})
         self.log(f"done {name} in {seconds:.1f} s")
         self.ran.append(name)
         return to_jsonable(result)
