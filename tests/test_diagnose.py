@@ -61,8 +61,10 @@ def test_locality_splits_changed_bytes_at_the_reach():
     assert rings[0] == 100.0 and rings[2] == pytest.approx(100 * 16 / 40) and rings[4] == 0.0  # d = 2 of d = 2, 3
 
 
-def test_local_reach_is_exactly_what_convolutions_without_norm_change():
-    """A G-shaped chain without instance norm, all-ones kernels: the output changes exactly on the reach."""
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_local_reach_is_exactly_what_convolutions_without_norm_change(upsample):
+    """A G-shaped chain without instance norm, all-ones kernels: the output changes exactly on the reach
+    (with either of `fit --upsample`'s ways up)."""
     import keras
 
     from keras_dkg.diagnose.keys import local_reach
@@ -74,7 +76,12 @@ def test_local_reach_is_exactly_what_convolutions_without_norm_change():
     x = keras.layers.Conv2D(1, 3, strides=2, padding="same", use_bias=False, kernel_initializer="ones")(x)
     x = ReflectionPadding2D(1)(x)
     x = keras.layers.Conv2D(1, 3, padding="valid", use_bias=False, kernel_initializer="ones")(x)
-    x = keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same", use_bias=False, kernel_initializer="ones")(x)
+    if upsample == "resize":
+        x = keras.layers.UpSampling2D(2, interpolation="nearest")(x)
+        x = keras.layers.Conv2D(1, 3, padding="same", use_bias=False, kernel_initializer="ones")(x)
+    else:
+        x = keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same", use_bias=False,
+                                         kernel_initializer="ones")(x)
     outputs = keras.layers.Conv2D(1, 3, padding="same", use_bias=False, kernel_initializer="ones")(x)
     chain = keras.Model(inputs, outputs)
     for row, col in ((16, 16), (0, 5), (31, 30)):

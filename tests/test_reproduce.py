@@ -203,3 +203,27 @@ def test_folder_of_another_profile_is_refused(report):
     context = Context(get_profile("quick"), report["out"], options)
     with pytest.raises(OutputError, match="another profile"):
         context.open()
+
+
+def test_report_has_no_machine_paths_and_states_its_source(report):
+    for text in (report["readme"], json.dumps(report["results"])):
+        for prefix in (str(ROOT), str(report["out"]), "/tmp/", "/work/", "/root/", str(Path.home()) + "/"):
+            assert prefix not in text, prefix
+    source = report["results"]["meta"]["source"]
+    stated = f"from commit `{source['commit']}`" if source["commit"] else "no git checkout"
+    assert stated in report["readme"].splitlines()[2]
+
+
+def test_headline_has_four_columns_and_the_table_iv_measurements(report):
+    summary = report["results"]["summary"]
+    assert summary["columns"][:4] == ["paper", "ours", "recommended", "hardened"]
+    rows = {r["label"]: r["values"] for r in summary["rows"]}
+    assert rows["key entropy, mean (Table III)"]["recommended"] is not None
+    assert rows["mri: cipher entropy, mean (Tables V–VII)"]["hardened"] is not None
+    iv = report["results"]["tables"]["table_IV_key_sensitivity"]["ours"]
+    assert iv["checkpoint_summary"]["pairs"] >= 2 and iv["checkpoint_summary"]["gaps"] == [2]  # tiny: steps 2 and 4
+    assert 0 < iv["locality"]["bound_npcr"] <= 100 and iv["locality"]["reach_span_256"] > 0
+    topics = {f["topic"] for f in report["results"]["findings"]}
+    assert {"locality of a one-pixel change", "what Table IV measured", "uniformity weight (trade-off)",
+            "per-file keys (nonces v1 and v2)"} <= topics
+    assert "## At the paper's scale" in report["readme"]

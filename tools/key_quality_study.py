@@ -4,6 +4,9 @@
     nice -n 15 python tools/key_quality_study.py --out runs/key_quality [--steps 300] [--size 64]
         [--seeds 0 1] [--cells paper pool ...] [--residual-blocks 6]
 
+Each diagnosis runs `diagnose --nist`: the 15 SP 800-22 tests on the first held-back key
+(strict: tests passed of the applicable ones) and by proportion over the --nonces keys.
+
 Every (cell, training seed) is its own run folder under --out, so a stopped study continues
 where it stopped (finished runs with a diagnosis are reused). Writes --out/results.json
 and prints a Markdown table of the means over the training seeds.
@@ -18,6 +21,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from keras_dkg.diagnose.summary import key_row
 
 CELLS = {
     "paper": [],
@@ -42,6 +47,8 @@ CELLS = {
     "augment+ttur-d/4": ["--domain-augment", "--d-lr", "5e-5"],
     "unif1+pred1": ["--uniformity-weight", "1", "--predictor-weight", "1"],
     "recommended": ["--recipe", "recommended"],
+    "resize": ["--upsample", "resize"],
+    "recommended+resize": ["--recipe", "recommended", "--upsample", "resize"],
 }
 COLUMNS = [  # (header, path into the diagnosis, format)
     ("entropy", ("keys", "bytes", "entropy_per_image"), "{:.4f}"),
@@ -51,7 +58,11 @@ COLUMNS = [  # (header, path into the diagnosis, format)
     ("UACI %", ("one_pixel", "uaci"), "{:.1f}"),
     ("nonce equal %", ("nonce_equal_pct",), "{:.2f}"),
     ("lag-1 |r|", ("lag1",), "{:.3f}"),
-    ("spectrum peak×median", ("keys", "spectrum", "peaks", 0, "times_median"), "{:.0f}"),
+    ("lag-4 |r|", ("lag4",), "{:.3f}"),
+    ("spectrum peak×median", ("peak_times_median",), "{:.0f}"),
+    ("peak at cycles/px", ("peak_frequency",), "{:.3f}"),
+    ("NIST strict", ("nist_strict",), "{:.1f}"),
+    ("NIST by proportion", ("nist_proportion",), "{:.1f}"),
     ("d_loss end", ("d_loss_end",), "{:.3f}"),
     ("D acc end", ("d_acc_end",), "{:.2f}"),
     ("steps/s", ("steps_per_second",), "{:.1f}"),
@@ -76,20 +87,18 @@ def run(command: list[str]) -> None:
 def measure(out: Path, cell: str, seed: int, args: argparse.Namespace) -> dict:
     run_dir = out / cell / f"seed{seed}"
     report_path = run_dir / "diagnosis.json"
-    stale = report_path.is_file() and "locality" not in json.loads(report_path.read_text())
-    if stale or not report_path.is_file():  # a diagnosis from before the locality block is made again
+    stale = report_path.is_file() and not {"locality", "nist"} <= set(json.loads(report_path.read_text()))
+    if stale or not report_path.is_file():  # a diagnosis without the locality or NIST block is made again
         if not (run_dir / "generator.keras").is_file():
             resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
             run([sys.executable, "-m", "keras_dkg.fit", "--steps", str(args.steps), "--image-size", str(args.size),
                  "--residual-blocks", str(args.residual_blocks), "--seed", str(seed), "--out", str(run_dir),
                  "--checkpoint-every", str(max(1, args.steps // 4)), "--no-progress", *resume, *CELLS[cell]])
         run([sys.executable, "-m", "keras_dkg.diagnose", str(run_dir), "--json", str(report_path),
-             "--nonces", str(args.nonces), *(["--overwrite"] if stale else [])])
+             "--nonces", str(args.nonces), "--nist", *(["--overwrite"] if stale else [])])
     report = json.loads(report_path.read_text())
     curves = report["training"]
     tail = slice(-max(1, len(curves["steps"]) // 10), None)  # the last tenth of training
-    bytes_ = report["keys"]["bytes"]
-    auto = report["keys"]["autocorrelation"]
     speed = json.loads((run_dir / "run.json").read_text())["summary"]["steps_per_second"]
     rings = report["locality"]["rings"]
 
@@ -98,12 +107,10 @@ def measure(out: Path, cell: str, seed: int, args: argparse.Namespace) -> dict:
         total = sum(r["bytes"] for r in chosen)
         return sum(r["changed_percent"] * r["bytes"] for r in chosen) / total if total else float("nan")
 
-    return {**report, "steps_per_second": speed, "saturated": bytes_["zero_share"] + bytes_["full_share"],
+    return {**report, **key_row(report), "steps_per_second": speed,
             "within8": ring_share(lambda r: r["to"] is not None and r["to"] <= 8),
             "beyond32": ring_share(lambda r: r["from"] >= 32),
             "reach256": 100 * report["locality"]["centred_reach_share_256"],
-            "nonce_equal_pct": 100 * report["nonce_keys"]["equal_share"],
-            "lag1": max(abs(auto["horizontal"][0]), abs(auto["vertical"][0])),
             "d_loss_end": float(np.mean(curves["d_loss"][tail])),
             "d_acc_end": float(np.mean([(a + b) / 2 for a, b in zip(curves["d_acc_real"][tail],
                                                                     curves["d_acc_fake"][tail], strict=True)]))}

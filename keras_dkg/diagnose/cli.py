@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed-image", help="held-back seed; default: the run's --seed-image (embedded CT slice)")
     parser.add_argument("--nonces", type=int, default=8, help="keys made from the seed (nonces 1..N)")
     parser.add_argument("--pixel-pairs", type=int, default=4, help="one-pixel-changed seeds for NPCR/UACI")
+    parser.add_argument("--nist", action="store_true",
+                        help="also run the 15 NIST SP 800-22 tests on the keys (strict on the first, by proportion "
+                             "over all; slow at 256²)")
     add_random_seed(parser, "seeds the changed pixels and the uniform reference")
     parser.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR (needs matplotlib)")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
@@ -61,7 +64,7 @@ def _diagnose(args: argparse.Namespace) -> None:
 
     with quiet():  # TensorFlow's import banners would break the one-line error rule
         import keras_dkg.train.networks  # noqa: F401  (registers the generator's layers)
-    report, arrays = diagnose(run_dir, args.seed_image, args.nonces, args.pixel_pairs, args.seed)
+    report, arrays = diagnose(run_dir, args.seed_image, args.nonces, args.pixel_pairs, args.seed, args.nist)
     print(format_text(report))
     if args.json:
         write_bytes_atomic(args.json, json.dumps(report, indent=2).encode(), overwrite=args.overwrite)

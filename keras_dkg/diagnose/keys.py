@@ -28,7 +28,8 @@ def load_generator(run_dir: str | Path, options: dict):
     saved = checkpoints.list_checkpoints(run_dir / "checkpoints")
     if not saved:
         raise InputError(f"{run_dir}: no generator.keras and no checkpoint to take the generator from")
-    generator = networks.build_generator(int(options.get("residual_blocks", networks.DEFAULT_RESIDUAL_BLOCKS)))
+    generator = networks.build_generator(int(options.get("residual_blocks", networks.DEFAULT_RESIDUAL_BLOCKS)),
+                                         upsample=options.get("upsample", "transpose"))
     generator.load_weights(saved[-1] / "generator.weights.h5")
     return generator
 
@@ -76,6 +77,9 @@ def local_reach(generator, size: int, position: int) -> np.ndarray:
         if isinstance(layer, ReflectionPadding2D):
             reach = np.pad(reach, layer.padding, mode="reflect")
             continue
+        if isinstance(layer, keras.layers.UpSampling2D):
+            reach = np.repeat(reach, layer.size[0])
+            continue
         if isinstance(layer, keras.layers.Conv2DTranspose):
             kernel = np.ones((layer.kernel_size[0], 1, 1), np.float32)
             reach = keras.ops.conv_transpose(reach[None, :, None], kernel, strides=layer.strides[0],
@@ -90,3 +94,17 @@ def local_reach(generator, size: int, position: int) -> np.ndarray:
     if reach.size != size:
         raise ValueError(f"the generator maps {size} positions to {reach.size}; expected a same-size key")
     return reach > 0
+
+
+def locality_of_pairs(generator, size: int, pairs: list, positions: list[tuple[int, int]],
+                      paper_size: int = 256) -> dict:
+    """`statistics.one_pixel_locality` of one-pixel pairs, plus the share a centred pixel reaches here and at 256²."""
+    from keras_dkg.diagnose import statistics
+
+    reaches = [np.outer(local_reach(generator, size, r), local_reach(generator, size, c)) for r, c in positions]
+    result = statistics.one_pixel_locality(pairs, positions, reaches)
+    centred, centred_paper = (local_reach(generator, n, n // 2) for n in (size, paper_size))
+    result["centred_reach_share"] = float(centred.mean()) ** 2  # a square kernel: row reach × column reach
+    result["centred_reach_share_256"] = float(centred_paper.mean()) ** 2
+    result["reach_span_256"] = int(centred_paper.sum())  # key pixels along one axis a centred seed pixel reaches
+    return result

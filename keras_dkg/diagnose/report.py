@@ -17,8 +17,11 @@ PAPER_SIZE = 256  # the paper's key size, for the locality bound
 
 
 def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8, pixel_pairs: int = 4,
-             seed: int = 0) -> tuple[dict, dict]:
-    """(report, arrays): the JSON-able measurements, and the images and spectra the plots need."""
+             seed: int = 0, nist: bool = False) -> tuple[dict, dict]:
+    """(report, arrays): the JSON-able measurements, and the images and spectra the plots need.
+
+    `nist` adds the SP 800-22 block (diagnose.nist_block; minutes per key at 256²).
+    """
     if nonces < 2 or pixel_pairs < 1:
         raise InputError(f"--nonces must be at least 2 and --pixel-pairs at least 1, got {nonces} and {pixel_pairs}")
     run_dir = Path(run_dir)
@@ -51,27 +54,19 @@ def diagnose(run_dir: str | Path, seed_image: str | None = None, nonces: int = 8
         "options": options, "steps_done": record.get("summary", {}).get("steps_done"),
         "keys": describe(keys), "domain": describe(domain), "uniform_reference": describe(reference),
         "one_pixel": statistics.one_pixel_sensitivity(pixel_pairs_keys),
-        "locality": _locality(generator, size, pixel_pairs_keys, list(positions)),
+        "locality": keygen.locality_of_pairs(generator, size, pixel_pairs_keys, list(positions), PAPER_SIZE),
         "nonce_keys": statistics.nonce_relatedness(keys),
         "training": run_folder.training_curves(run_dir),
         "sample_entropy": run_folder.entropy_over_steps(samples),
     }
+    if nist:
+        from keras_dkg.diagnose.nist_block import nist_block
+
+        report["nist"] = nist_block(keys)
     arrays = {"keys": keys, "domain": domain, "reference": reference, "samples": samples,
               "key_spectrum": statistics.power_spectrum(keys),
               "domain_spectrum": None if domain is None else statistics.power_spectrum(domain)}
     return report, arrays
-
-
-def _locality(generator, size: int, pairs: list, positions: list[tuple[int, int]]) -> dict:
-    """`statistics.one_pixel_locality`, plus the share a centred pixel reaches here and at the paper's 256²."""
-    reaches = [np.outer(keygen.local_reach(generator, size, r), keygen.local_reach(generator, size, c))
-               for r, c in positions]
-    result = statistics.one_pixel_locality(pairs, positions, reaches)
-    centred, centred_256 = (keygen.local_reach(generator, n, n // 2) for n in (size, PAPER_SIZE))
-    result["centred_reach_share"] = float(centred.mean()) ** 2  # a square kernel: row reach × column reach
-    result["centred_reach_share_256"] = float(centred_256.mean()) ** 2
-    result["reach_span_256"] = int(centred_256.sum())  # key pixels along one axis a centred seed pixel reaches
-    return result
 
 
 def _pick(count: int, rows: int) -> list[int]:
@@ -125,6 +120,13 @@ def format_text(report: dict) -> str:
               "  changed bytes by distance from the pixel: " + ", ".join(
                   f"{r['from']}-{'' if r['to'] is None else r['to']}: {r['changed_percent']:.1f} %"
                   for r in local["rings"])]
+    if "nist" in report:
+        block = report["nist"]
+        strict, proportion = block["strict"], block["by_proportion"]
+        lines += ["", f"NIST SP 800-22 ({block['bits']} bits per key): first key passes {strict['passed']} of "
+                  f"{strict['applicable']} applicable tests (failed: {', '.join(strict['failed']) or 'none'}); by "
+                  f"proportion over {block['keys']} keys {proportion['passed']} of {proportion['applicable']} "
+                  f"(failed: {', '.join(proportion['failed']) or 'none'})"]
     curves = report["training"]
     if curves["steps"]:
         names = [n for n in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "r1", "noise_sigma") if n in curves]

@@ -1,4 +1,4 @@
-"""`python tools/reproduce_paper.py --quick|--full --out DIR`: the paper's experiments, one command.
+"""`python tools/reproduce_paper.py --quick|--full|--profile paper --out DIR`: the paper's experiments, one command.
 
 Runs every stage (resumable: finished stages in DIR are reused) and writes DIR/README.md
 (one section per table of the paper, paper value beside ours, findings), DIR/results.json
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from keras_dkg.errors import run_cli
 from keras_dkg.options import add_output
+from keras_dkg.reproduce.profiles import PROFILES
 
 PROG = "reproduce_paper"
 
@@ -29,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--full", dest="profile", action="store_const", const="full",
                          help="the paper's settings: 256x256, 20,000 steps, 4 trainings, full grid (GPU advised)")
     profile.add_argument("--tiny", dest="profile", action="store_const", const="tiny", help=argparse.SUPPRESS)
+    profile.add_argument("--profile", dest="profile", choices=[p for p in PROFILES if p != "tiny"],
+                         help="a profile by name; 'paper': every training at 256², 20,000 steps through fit, on JAX "
+                              "when a GPU is visible to JAX, else TensorFlow (states the expected wall time first)")
+    parser.add_argument("--until", metavar="STAGE", help="stop after this stage (e.g. train); rerun to continue")
+    parser.add_argument("--image-size", type=int, help=argparse.SUPPRESS)  # smoke tests of a big profile
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     add_output(parser, "report folder (rerun with the same folder to resume)", required=True, dest="out")
     data = parser.add_argument_group("data (default: images embedded in the installed wheels)")
     data.add_argument("--source", help="training source images (paper: 138 Montgomery chest X-rays)")
@@ -51,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     def reproduce() -> None:
         from keras_dkg.reproduce.pipeline import run
 
-        results = run(args.profile, Path(args.out), options, paper_path=args.paper_values, started=started)
+        results = run(args.profile, Path(args.out), options, paper_path=args.paper_values, started=started,
+                      image_size=args.image_size, steps=args.steps, until=args.until)
+        if results is None:
+            return
         meta = results["meta"]
         print(f"report: {Path(args.out) / 'README.md'} ({len(results['tables'])} tables, "
               f"{sum(len(v) for v in results['figures'].values())} figures); this invocation "

@@ -10,13 +10,18 @@ printed in the report's header.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from keras_dkg.errors import InputError
 
 #: The paper's Table XXI rows (training "epochs", i.e. steps) and their share of 20,000.
 PAPER_GRID_EPOCHS = (10000, 15000, 20000, 25000, 30000)
 PAPER_STEPS = 20000
+#: variant of network A's training -> (fit recipe, TrainConfig fields on top of it)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "recommended": ("recommended", {}),
+    "unif3": ("recommended", {"uniformity_weight": 3.0}),
+}
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,13 @@ class Profile:
     plaintexts: int = 8  # per modality (paper: 8)
     correlation_pairs: int = 256  # the paper's N per direction; we also report all pairs
     timing_repeats: int = 5
-    # extra trainings of network A under these fit recipes (keras_dkg/train/recipes.py), shown
-    # beside the paper-faithful run in Tables III, IV, XVII and XVIII
-    recipes: tuple[str, ...] = ("recommended",)
+    # extra trainings of network A under these variants (VARIANTS: a fit recipe of
+    # keras_dkg/train/recipes.py, maybe with flags), beside the paper-faithful run in Tables
+    # III, IV, XVII and XVIII; "unif3" shows the uniformity weight's trade-off
+    recipes: tuple[str, ...] = ("recommended", "unif3")
+    # Keras backend of the trainings: "tensorflow" in-process, "jax" through `fit --backend
+    # jax` in a subprocess, "auto": jax when a GPU is visible to JAX, else tensorflow
+    backend: str = "tensorflow"
     reductions: tuple[str, ...] = ()
     description: str = ""
 
@@ -75,7 +84,7 @@ PROFILES: dict[str, Profile] = {
         description="CPU, about 30 minutes on 2 cores: 64², 400 steps, reduced Table XXI grid",
     ),
     "tiny": Profile(
-        name="tiny", image_size=32, steps=4, batch_size=1, checkpoint_every=4,
+        name="tiny", image_size=32, steps=4, batch_size=1, checkpoint_every=2,
         otp_runs=2, attack_blocks=(3, 6), leak_domains=("low",),
         grid_lrs=(0.0002,), grid_batch_sizes=(1,),
         grid_rows=((2, 10000), (4, 20000)),
@@ -90,6 +99,53 @@ PROFILES: dict[str, Profile] = {
         description="pipeline test (CI): 32², 4 steps per training",
     ),
 }
+
+
+PROFILES["paper"] = replace(
+    PROFILES["full"], name="paper", backend="auto",
+    description="the paper's settings (as --full): every training at 256², 20,000 steps, through fit on JAX when "
+                "a GPU is visible to JAX, else TensorFlow on the CPU (days)")
+
+#: Measured training speeds, steps/s at batch 1 (docs/gpu.md, docs/key_quality.md): (backend, size) -> rate.
+#: Only for the wall-time estimate printed before a run starts.
+STEPS_PER_SECOND = {("jax", 256): 110.0, ("jax", 128): 250.0, ("jax", 64): 280.0,
+                    ("tensorflow", 256): 3.5, ("tensorflow", 128): 6.0, ("tensorflow", 64): 17.0,
+                    ("tensorflow", 32): 25.0, ("jax", 32): 280.0}
+
+
+def scaled(profile: Profile, image_size: int | None = None, steps: int | None = None) -> Profile:
+    """`profile` at another size and step count (a test or smoke run of a big profile): the
+    Table XXI rows and the checkpoint interval shrink with the steps; recorded as a reduction."""
+    if image_size is None and steps is None:
+        return profile
+    steps = steps or profile.steps
+    ratio = steps / profile.steps
+
+    def shrink(n: int) -> int:
+        return max(1, round(n * ratio))
+
+    note = f"overridden: {image_size or profile.image_size}², {steps} steps (profile {profile.name}: " \
+           f"{profile.image_size}², {profile.steps})"
+    return replace(profile, image_size=image_size or profile.image_size, steps=steps,
+                   checkpoint_every=shrink(profile.checkpoint_every),
+                   grid_rows=tuple((shrink(s), paper) for s, paper in profile.grid_rows),
+                   reductions=(*profile.reductions, note))
+
+
+def training_steps(profile: Profile) -> int:
+    """Optimizer steps × batch size over every training of the profile (the main runs and the Table XXI grid)."""
+    main = len(training_runs(profile)) * profile.steps * profile.batch_size
+    longest = max(s for s, _ in profile.grid_rows)
+    return main + sum(longest * b for _ in profile.grid_lrs for b in profile.grid_batch_sizes)
+
+
+def expected_seconds(profile: Profile, backend: str) -> float:
+    """A rough wall time of the trainings on `backend` (the nearest measured size's speed)."""
+    sizes = sorted({size for b, size in STEPS_PER_SECOND if b == backend})
+    nearest = min(sizes, key=lambda size: abs(size - profile.image_size))
+    rate = STEPS_PER_SECOND[(backend, nearest)] * (nearest / profile.image_size) ** 2 if profile.image_size > nearest \
+        else STEPS_PER_SECOND[(backend, nearest)]
+    return training_steps(profile) / rate
 
 
 def get_profile(name: str) -> Profile:
@@ -113,14 +169,22 @@ def training_runs(profile: Profile) -> dict[str, dict]:
     runs: dict[str, dict] = {}
     for seed in range(profile.otp_runs):
         runs[f"otp_{seed}"] = {"blocks": 6, "domain": "high", "seed": seed}
-    for recipe in profile.recipes:
-        runs[recipe_run(recipe)] = {"blocks": 6, "domain": "high", "seed": 0, "recipe": recipe}
+    for variant in profile.recipes:
+        recipe, overrides = VARIANTS[variant]
+        runs[recipe_run(variant)] = {"blocks": 6, "domain": "high", "seed": 0, "recipe": recipe,
+                                     "overrides": dict(overrides)}
     for blocks in profile.attack_blocks:
         if blocks != 6:
             runs[f"blocks_{blocks}"] = {"blocks": blocks, "domain": "high", "seed": 0}
     for domain in profile.leak_domains:
         runs[f"leak_{domain}"] = {"blocks": 6, "domain": domain, "seed": 0}
     return runs
+
+
+def variant_flags(variant: str) -> str:
+    """The `fit` flags of a variant, e.g. "--recipe recommended --uniformity-weight 3"."""
+    recipe, overrides = VARIANTS[variant]
+    return " ".join([f"--recipe {recipe}", *(f"--{k.replace('_', '-')} {v:g}" for k, v in overrides.items())])
 
 
 def recipe_run(recipe: str) -> str:

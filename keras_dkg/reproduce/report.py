@@ -6,13 +6,17 @@ README.md is the number in results.json. One section per table key of paper_valu
 
 from __future__ import annotations
 
+import json
 import platform
+import re
 import time
 from importlib import metadata
+from pathlib import Path
 
 from keras_dkg.reproduce.datasets import MODALITIES
 from keras_dkg.reproduce.figures import make_figures
 from keras_dkg.reproduce.findings import findings
+from keras_dkg.reproduce.provenance import ROOT
 from keras_dkg.reproduce.runner import Context, read_json, write_json
 from keras_dkg.reproduce.tablekit import Artifacts, mean, num, row, table
 from keras_dkg.reproduce.tables import EXTRA, table_keys
@@ -52,52 +56,85 @@ def versions() -> dict:
     return found
 
 
+HEADLINE_VARIANT = "recommended"
+
+
 def summary_table(entries: dict, paper: dict) -> dict:
-    """The headline numbers, paper beside ours (also in results.json["summary"])."""
+    """The headline numbers: the paper, our paper recipe, our recommended recipe and, where a
+    row is about ciphertexts, the hardened mode (also in results.json["summary"])."""
     rows = []
-    recipes = list(entries["table_III_key_entropy"]["ours"].get("recipes", {}))
-
-    def add(label, p, o, digits=4, others=None):
-        p, o = num(p, digits), num(o, digits)
-        rows.append(row(label, paper=p, ours=o,
-                        difference=num(o - p, digits) if isinstance(o, float) and isinstance(p, float) else None,
-                        **{r: num(v, digits) for r, v in (others or {}).items()}))
-
     iii = entries["table_III_key_entropy"]["ours"]
+    rec = HEADLINE_VARIANT if HEADLINE_VARIANT in iii.get("recipes", {}) else None
+
+    def add(label, p, o, digits=4, recommended=None, hardened=None):
+        p, o = num(p, digits), num(o, digits)
+        rows.append(row(label, paper=p, ours=o, recommended=num(recommended, digits), hardened=num(hardened, digits),
+                        difference=num(o - p, digits) if isinstance(o, float) and isinstance(p, float) else None))
+
     add("key entropy, mean (Table III)", mean(paper["table_III_key_entropy"]), iii["mean"],
-        others={r: iii["recipes"][r]["mean"] for r in recipes})
+        recommended=rec and iii["recipes"][rec]["mean"])
     iv = entries["table_IV_key_sensitivity"]["ours"]
-    sens = iv["reports"]
     for metric in ("npcr", "uaci"):
-        add(f"key {metric.upper()} %, mean (Table IV)", mean(paper["table_IV_key_sensitivity"][f"{metric}_percent"]),
-            mean(r[metric] for r in sens), 2, others={r: mean(x[metric] for x in iv["recipes"][r]) for r in recipes})
+        add(f"key {metric.upper()} %, one seed pixel changed, mean (Table IV)",
+            mean(paper["table_IV_key_sensitivity"][f"{metric}_percent"]), mean(r[metric] for r in iv["reports"]), 2,
+            recommended=rec and mean(x[metric] for x in iv["recipes"][rec]))
+    checkpoints = iv.get("checkpoint_summary", {})
+    if checkpoints.get("pairs"):
+        for metric in ("npcr", "uaci"):
+            add(f"key {metric.upper()} %, one seed, weights {'/'.join(map(str, checkpoints['gaps']))} steps apart "
+                "(Table IV's numbers?)", mean(paper["table_IV_key_sensitivity"][f"{metric}_percent"]),
+                checkpoints[metric], 2)
     for m in MODALITIES:
         ours = entries["table_V_VII_entropy"]["ours"][m]
-        add(f"{m}: cipher entropy, mean (Tables V–VII)", mean(paper["table_V_VII_entropy"][m]["cipher"]), mean(ours["cipher_xor"]))
+        add(f"{m}: cipher entropy, mean (Tables V–VII)", mean(paper["table_V_VII_entropy"][m]["cipher"]),
+            mean(ours["cipher_xor"]), recommended=rec and mean(ours.get(f"cipher_xor_{rec}") or [None]),
+            hardened=mean(ours.get("cipher_hardened") or [None]))
     for m in MODALITIES:
         ours = entries["table_VIII_X_similarity"]["ours"][m]
         add(f"{m}: SSIM plain/cipher, mean (Tables VIII–X)", mean(paper["table_VIII_X_similarity"][m]["ssim"]),
-            mean(ours["ssim"]))
+            mean(ours["ssim"]), recommended=rec and mean(ours.get(f"ssim_xor_{rec}") or [None]),
+            hardened=mean(ours.get("ssim_hardened") or [None]))
     xvii = entries["table_XVII_key_entropy_by_method"]["ours"]
     for m in ("chaotic", "rc4", "deepkeygen"):
         add(f"{m}: key entropy (Table XVII)", paper["table_XVII_key_entropy_by_method"][m], xvii["entropy"][m],
-            others={r: xvii["recipes"][r]["entropy"] for r in recipes} if m == "deepkeygen" else None)
+            recommended=rec and xvii["recipes"][rec]["entropy"] if m == "deepkeygen" else None)
     vc = entries["section_V_C_transformation_domain"]["ours"]
     for k in ("low_security_domain_entropy", "high_security_domain_entropy", "keys_from_low", "keys_from_high"):
         add(f"Sec. V-C {k.replace('_', ' ')}", paper["section_V_C_transformation_domain"][k], vc.get(k))
     grid = entries["table_XVI_attack_networks"]["ours"]
     rows.append(row("imitation attacks: largest off-diagonal exact share (Table XVI)", paper="only the diagonal decrypts",
-                    ours=num(grid["max_off_diagonal_exact_share"])))
-    return table("headline numbers (details in each section; " + "".join(f"'{r}': network A trained with --recipe {r}; "
-                 for r in recipes) + "'ours': the paper's recipe)", ["paper", "ours", "difference", *recipes], rows)
+                    ours=num(grid["max_off_diagonal_exact_share"]), recommended=None, hardened=None, difference=None))
+    attacks = entries["attacks"]["ours"]
+    hardened = attacks.get("hardened")
+    rows.append(row("known plaintext: share of another ciphertext's bytes recovered (not in the paper)",
+                    paper="resists (Sec. IV-C)", ours=num(attacks["xor"]["kpa_other_cipher"]["exact_share"]),
+                    recommended=None, difference=None,
+                    hardened=num(hardened["kpa_other_cipher"]["exact_share"]) if hardened else None))
+    v2 = iii.get("nonce_pairs_v2") or []
+    if v2:
+        rows.append(row("per-file keys (nonce scheme v2): largest excess of equal bytes over chance, standard errors",
+                        paper=None, ours=num(max(p["excess (standard errors)"] for p in v2), 1), recommended=None,
+                        hardened=None, difference=None))
+    caption = ("headline numbers (details in each section): 'ours' is network A trained with the paper's recipe"
+               + (f", '{rec}' the same training with --recipe {rec}" if rec else "")
+               + ", 'hardened' network A's keys under --cipher hardened (cipher rows only); the XOR rows use the "
+               "keys themselves")
+    return table(caption, ["paper", "ours", "recommended", "hardened", "difference"], rows)
 
 
 def header(ctx: Context, meta: dict) -> list[str]:
     profile = ctx.profile
     manifest = Artifacts(ctx).manifest
+    source = meta["source"]
+    commit = (f"commit `{source['commit']}`" + (" with uncommitted changes" if source["dirty"] else "")
+              if source["commit"] else "no git checkout (commit unknown)")
+    reused = sorted({c for c in meta["stage_commits"].values() if c} - {(source["commit"] or "")[:12]})
     lines = ["# DeepKeyGen (Ding et al., IEEE TNNLS 2021) — reproduction report", "",
-             f"Generated by `python tools/reproduce_paper.py --{profile.name} --out {ctx.out}` on {meta['generated']}. "
-             "Every number below comes from this run; the paper's values are beside ours.", "",
+             f"Generated by `python tools/reproduce_paper.py --{profile.name} --out {meta['out']}` on "
+             f"{meta['generated']} from {commit}. Every number below comes from this run; the paper's values are "
+             "beside ours.", "",
+             f"- **Source**: {commit}" + (f"; stages reused from earlier invocations ran at {', '.join(reused)} (the "
+                                          "'Stages' table names each)" if reused else "") + ".",
              f"- **Profile**: `{profile.name}` — {profile.description}."]
     for reduction in profile.reductions:
         lines.append(f"  - reduced: {reduction}")
@@ -129,7 +166,8 @@ def write_report(ctx: Context, paper_source: str) -> dict:
     found = findings(entries, ctx.paper, ctx.profile, hardened)
     figures = make_figures(art, entries)
     meta = {
-        "profile": ctx.profile.to_dict(), "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "out": str(ctx.out),
+        "profile": ctx.profile.to_dict(), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "out": display_out(ctx.out), "source": ctx.source, "stage_commits": ctx.stage_commits(),
         "data": {k: v for k, v in art.manifest.items() if k != "grid"} | {"grid": art.manifest["grid"]},
         "hardware": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                      "cpus": train["machine"].get("cpus"), "strategy": train["summary"].get("strategy"),
@@ -148,19 +186,79 @@ def write_report(ctx: Context, paper_source: str) -> dict:
         chosen = [f for f in found if f["kind"] == kind]
         if chosen:
             lines += [f"### {title}", ""] + [f"- **{f['topic']}**: {f['text']}" for f in chosen] + [""]
+    lines += paper_scale_section(results)
     for key in table_keys(ctx.paper):
         lines += section(key, results["tables"][key], figures.get(key, []))
     for key in EXTRA:
         lines += section(key, entries[key], [])
+    commits = meta["stage_commits"]
     lines += ["## Stages", "", "Wall seconds of each stage and unit when it ran (reused stages keep their first "
-              "time).", "", "| stage | seconds |", "|---|---|"]
+              "time), and the commit it ran at.", "", "| stage | seconds | commit |", "|---|---|---|"]
     for stage in TOP_STAGES:
-        lines.append(f"| **{stage}** | {seconds.get(stage, 0.0):.1f} |")
-        lines += [f"| {name} | {value:.1f} |" for name, value in seconds.items() if name.startswith(stage + "/")]
+        lines.append(f"| **{stage}** | {seconds.get(stage, 0.0):.1f} | {commits.get(stage) or '—'} |")
+        lines += [f"| {name} | {value:.1f} | {commits.get(name) or '—'} |" for name, value in seconds.items()
+                  if name.startswith(stage + "/")]
     lines.append("")
+    results = json.loads(portable(json.dumps(results), ctx.out))
     write_json(ctx.path("results.json"), results)
-    write_bytes_atomic(ctx.path("README.md"), "\n".join(lines).encode("utf-8"), overwrite=True)
+    write_bytes_atomic(ctx.path("README.md"), portable("\n".join(lines), ctx.out).encode("utf-8"), overwrite=True)
     return results
+
+
+#: an absolute path of two or more parts (not "1/256", "NPCR/UACI" or a URL's "//")
+ABSOLUTE = re.compile(r"(?<![\w.:/])/[A-Za-z_][^\s'\"`|()\[\],;*/]*(?:/[^\s'\"`|()\[\],;*]+)+")
+
+
+def display_out(out: Path) -> str:
+    """The --out folder as the report shows it: relative to the checkout when inside it, else its name."""
+    out = Path(out).resolve()
+    try:
+        return str(out.relative_to(ROOT))
+    except ValueError:
+        return f"<folder>/{out.name}"
+
+
+def portable(text: str, out: Path) -> str:
+    """`text` without this machine's paths: inside the report folder relative to it, inside the
+    checkout relative to its root, inside an installed package from `site-packages/`, else the
+    file name under `<elsewhere>/`. The committed report must read the same on every machine."""
+    out, root = Path(out).resolve(), ROOT
+
+    def relative(match: re.Match) -> str:
+        text = match.group(0)
+        tail = text[len(text.rstrip(".")):]  # a sentence's full stop is not part of the path
+        path = Path(text[:len(text) - len(tail)])
+        if not Path("/", path.parts[1]).exists():  # not a path of this machine
+            return text
+        if "site-packages/" in str(path):
+            return "site-packages/" + str(path).split("site-packages/", 1)[1] + tail
+        for base in (out, root):
+            try:
+                return (str(path.relative_to(base)) or ".") + tail
+            except ValueError:
+                continue
+        return f"<elsewhere>/{path.name}{tail}"
+
+    return ABSOLUTE.sub(relative, text)
+
+
+def paper_scale_section(results: dict) -> list[str]:
+    """The committed paper-scale rows (reports/paper-scale/summary.json, tools/gpu_paper_scale.sh), or why there are none."""
+    from keras_dkg.reproduce.paper_scale import PAPER_SCALE, markdown
+
+    lines = ["## At the paper's scale (256², 20,000 steps)", ""]
+    if not PAPER_SCALE.is_file():
+        results["paper_scale"] = None
+        return lines + ["No paper-scale rows yet: `bash tools/gpu_paper_scale.sh` on a GPU (both recipes × training "
+                        "seeds 0 and 1 through `fit --backend jax`, about 10 minutes) writes "
+                        "`reports/paper-scale/summary.json`, which this section then shows; "
+                        "`python tools/reproduce_paper.py --profile paper` runs every table at that scale.", ""]
+    summary = json.loads(PAPER_SCALE.read_text(encoding="utf-8"))
+    results["paper_scale"] = summary
+    commit = (summary.get("source") or {}).get("commit")
+    return lines + [f"From `reports/paper-scale/summary.json` (made by tools/gpu_paper_scale.sh at commit "
+                    f"`{(commit or 'unknown')[:12]}`, not by this run); keys of the held-back CT seed, "
+                    "keras_dkg.diagnose's measures.", "", *markdown(summary), ""]
 
 
 def section(key: str, entry: dict, figures: list) -> list[str]:

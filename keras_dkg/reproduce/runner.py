@@ -18,6 +18,7 @@ from pathlib import Path
 from keras_dkg.common import to_jsonable
 from keras_dkg.errors import InputError, OutputError
 from keras_dkg.reproduce.profiles import Profile
+from keras_dkg.reproduce.provenance import source_commit
 from keras_dkg.runtime.imageio import write_bytes_atomic
 
 CONFIG = "config.json"
@@ -45,6 +46,9 @@ class Context:
     paper: dict = field(default_factory=dict)  # paper_values.json
     echo: Callable[[str], None] = print
     started: float = field(default_factory=time.time)
+    backend: str = "tensorflow"  # the trainings' Keras backend, resolved (fitrun.resolve_backend)
+    # the commit whose code this process runs: read once, at the start (HEAD may move during a long run)
+    source: dict = field(default_factory=source_commit)
     skipped: list[str] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
 
@@ -98,10 +102,22 @@ class Context:
         result = function(self)
         seconds = time.time() - began
         write_json(self.marker(name), {"stage": name, "seconds": round(seconds, 2),
-                                       "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "result": result})
+                                       "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                       "source": self.source, "result": result})
         self.log(f"done {name} in {seconds:.1f} s")
         self.ran.append(name)
         return to_jsonable(result)
+
+    def stage_commits(self) -> dict[str, str | None]:
+        """The commit each finished marker's stage ran at ("+dirty" with uncommitted changes; None: unknown)."""
+        folder = self.out / STAGES
+        commits = {}
+        for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+            source = read_json(path).get("source") or {}
+            commit = source.get("commit")
+            commits[str(path.relative_to(folder).with_suffix(""))] = (
+                None if commit is None else commit[:12] + ("+dirty" if source.get("dirty") else ""))
+        return commits
 
     def stage_seconds(self) -> dict[str, float]:
         """Wall seconds of every finished marker (top-level stages and their units)."""

@@ -96,7 +96,8 @@ def stage_architecture(ctx: Context) -> dict:
 
 
 def train_config(ctx: Context, run_dir, domain: str, *, blocks: int, seed: int, steps: int, lr: float | None,
-                 batch_size: int, source: str, checkpoint_every: int, recipe: str = "paper"):
+                 batch_size: int, source: str, checkpoint_every: int, recipe: str = "paper",
+                 overrides: dict | None = None):
     """The TrainConfig of one training; lr None leaves the learning rate to the recipe."""
     from keras_dkg.train import TrainConfig
 
@@ -105,19 +106,25 @@ def train_config(ctx: Context, run_dir, domain: str, *, blocks: int, seed: int, 
         recipe, out=str(run_dir), source=source, domain=str(ctx.path("domains", domain)),
         seed_image=manifest["seed_image"], image_size=ctx.image_size(), steps=steps, batch_size=batch_size,
         **({"learning_rate": lr} if lr is not None else {}), residual_blocks=blocks, seed=seed,
-        checkpoint_every=checkpoint_every, progress=False)
+        checkpoint_every=checkpoint_every, progress=False, backend=ctx.backend, **(overrides or {}))
 
 
 def run_training(config):
-    """`keras_dkg.train.train`, resuming when the run folder holds a checkpoint."""
+    """`keras_dkg.train.train` (TensorFlow, in-process) or `fit --backend jax` (a subprocess, fitrun),
+    resuming when the run folder holds a checkpoint."""
     from pathlib import Path
 
-    import keras
-
-    from keras_dkg.train import checkpoints, train
+    from keras_dkg.reproduce.fitrun import run_fit_subprocess
+    from keras_dkg.train import checkpoints
 
     run_dir = Path(config.out)
     resume = (run_dir / "run.json").is_file() and bool(checkpoints.list_checkpoints(run_dir / "checkpoints"))
+    if config.backend == "jax":
+        return run_fit_subprocess(config, resume)
+    import keras
+
+    from keras_dkg.train import train
+
     result = train(config.replace(resume=resume))
     keras.utils.clear_session()
     return result
@@ -130,7 +137,8 @@ def train_one(ctx: Context, name: str, settings: dict) -> dict:
     config = train_config(ctx, run_dir, settings["domain"], blocks=settings["blocks"], seed=settings["seed"],
                           steps=profile.steps, lr=2e-4 if recipe == "paper" else None,
                           batch_size=profile.batch_size, source=ctx.plaintext_manifest()["source"],
-                          checkpoint_every=profile.checkpoint_every, recipe=recipe)
+                          checkpoint_every=profile.checkpoint_every, recipe=recipe,
+                          overrides=settings.get("overrides"))
     summary = run_training(config).summary
     record = read_json(run_dir / "run.json")
     ctx.log(f"  {name}: {summary['steps_done']} steps, {summary.get('steps_per_second')} steps/s, "
@@ -183,7 +191,7 @@ def _save(key, folder, label: str) -> str:
 
 def keys_for_run(ctx: Context, name: str) -> dict:
     from keras_dkg.runtime.keygen import KeyGenerator
-    from keras_dkg.runtime.nonces import V1, perturb_seed
+    from keras_dkg.runtime.nonces import V1, V2, perturb_seed
     from keras_dkg.runtime.preprocess import preprocess_uint8
 
     size = ctx.image_size()
@@ -202,13 +210,18 @@ def keys_for_run(ctx: Context, name: str) -> dict:
         return {"keys": saved, "provider": generator.provider}
     for i in range(1, ctx.profile.plaintexts + 1):
         saved[f"table-{i}"] = _save(generator.generate(seed, size, nonce=f"table-{i}"), folder, f"table-{i}")
-    if name in ("otp_0", "leak_low"):
+    if name in ("otp_0", "leak_low", *recipe_runs):  # the runs whose keys encrypt (stage_encrypt)
         for modality in MODALITIES:
             for i, _ in enumerate(manifest["modalities"][modality]["images"], start=1):
                 label = f"enc-{modality}-{i}"
                 saved[label] = _save(generator.generate(seed, size, nonce=label), folder, label)
     if name == "leak_low":
         return {"keys": saved, "provider": generator.provider}
+    # the runtime's per-file keys (nonce scheme v2: a keyed permutation of the seed's key),
+    # for the finding on whether keys of different files are related
+    per_file = KeyGenerator(ctx.path("models", f"{name}.onnx"), nonce_scheme=V2)
+    for i in range(1, ctx.profile.plaintexts + 1):
+        saved[f"v2-table-{i}"] = _save(per_file.generate(seed, size, nonce=f"table-{i}"), folder, f"v2-table-{i}")
     base_seed = preprocess_uint8(read_image(seed), (size, size))
     changes = []
     for i in range(1, ctx.profile.plaintexts + 1):
@@ -294,6 +307,8 @@ def stage_encrypt(ctx: Context) -> dict:
     available = hardened_available()
     if available:
         sets["hardened"] = ("otp_0", "hardened")
+    for variant in ctx.profile.recipes:  # XOR under the keys of network A trained with each variant
+        sets[f"xor_{variant}"] = (recipe_run(variant), "xor")
     result = {kind: encrypt_set(ctx, kind, run, name) for kind, (run, name) in sets.items()}
     result["hardened_available"] = available
     return result

@@ -26,8 +26,16 @@ def _modality_notes(art: Artifacts) -> list[str]:
     return notes
 
 
+def other_cipher_sets(art: Artifacts) -> dict[str, str]:
+    """Ciphertext sets beside network A's XOR ones: column label -> set ("hardened", "xor_<variant>")."""
+    kinds = {"hardened": "hardened"} if art.has_ciphers("hardened") else {}
+    kinds.update({variant: f"xor_{variant}" for variant in art.ctx.profile.recipes if art.has_ciphers(f"xor_{variant}")})
+    return kinds
+
+
 def table_V_VII_entropy(art: Artifacts, paper: dict) -> dict:
-    kinds = ["xor"] + (["hardened"] if art.has_ciphers("hardened") else [])
+    others = other_cipher_sets(art)
+    kinds = ["xor", *others.values()]
     tables, ours = [], {}
     for modality in MODALITIES:
         plains = art.plaintexts(modality)
@@ -36,7 +44,7 @@ def table_V_VII_entropy(art: Artifacts, paper: dict) -> dict:
         o_cipher = {k: [metrics.entropy(c) for c in art.ciphers(k, modality)] for k in kinds}
         ours[modality] = {"plain": o_plain, **{f"cipher_{k}": v for k, v in o_cipher.items()}}
         columns = ["paper plain", "ours plain", "paper cipher", "ours cipher", "cipher difference"]
-        columns += ["ours cipher (hardened)"] if "hardened" in kinds else []
+        columns += [f"ours cipher ({label})" for label in others]
         rows = []
         for i in range(max(len(p_plain), len(plains))):
             o_c = o_cipher["xor"][i] if i < len(plains) else None
@@ -44,14 +52,14 @@ def table_V_VII_entropy(art: Artifacts, paper: dict) -> dict:
                       "ours plain": num(o_plain[i]) if i < len(plains) else None,
                       "paper cipher": p_cipher[i] if i < len(p_cipher) else None,
                       "ours cipher": num(o_c), "cipher difference": diff(num(o_c), p_cipher[i] if i < len(p_cipher) else None)}
-            if "hardened" in kinds:
-                values["ours cipher (hardened)"] = num(o_cipher["hardened"][i]) if i < len(plains) else None
+            for label, kind in others.items():
+                values[f"ours cipher ({label})"] = num(o_cipher[kind][i]) if i < len(plains) else None
             rows.append(row(f"image {i + 1}", **values))
         means = {"paper plain": num(mean(p_plain)), "ours plain": num(mean(o_plain)), "paper cipher": num(mean(p_cipher)),
                  "ours cipher": num(mean(o_cipher["xor"])),
                  "cipher difference": diff(num(mean(o_cipher["xor"])), num(mean(p_cipher)))}
-        if "hardened" in kinds:
-            means["ours cipher (hardened)"] = num(mean(o_cipher["hardened"]))
+        for label, kind in others.items():
+            means[f"ours cipher ({label})"] = num(mean(o_cipher[kind]))
         rows.append(row("mean", **means))
         size = plains[0].size if plains else 0
         rows.append(row("ideal cipher entropy for the image size", **{"paper cipher": num(ideal_entropy(256 * 256 * 3)),
@@ -72,7 +80,10 @@ def table_VIII_X_similarity(art: Artifacts, paper: dict) -> dict:
         o_mse = [metrics.mse(p, c) for p, c in zip(plains, ciphers, strict=True)]
         o_ssim = [metrics.ssim(p, c) for p, c in zip(plains, ciphers, strict=True)]
         expected = [float(np.mean(p.astype(np.float64) ** 2) - 255.0 * np.mean(p) + UNIFORM_C2) for p in plains]
-        ours[modality] = {"mse": o_mse, "ssim": o_ssim, "mse_if_key_uniform": expected}
+        ours[modality] = {"mse": o_mse, "ssim": o_ssim, "mse_if_key_uniform": expected,
+                          **{f"ssim_{kind}": [metrics.ssim(p, c) for p, c in zip(
+                              plains, art.ciphers(kind, modality), strict=True)]
+                             for kind in other_cipher_sets(art).values()}}
         p_mse, p_ssim = paper[modality]["mse"], paper[modality]["ssim"]
         rows = []
         for i in range(max(len(p_mse), len(plains))):

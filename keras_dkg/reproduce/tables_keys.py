@@ -6,7 +6,8 @@ import numpy as np
 
 from keras_dkg.analysis import differential, metrics
 from keras_dkg.analysis.attacks import decryption_grid
-from keras_dkg.reproduce.profiles import block_run, recipe_run, training_runs
+from keras_dkg.reproduce import sensitivity
+from keras_dkg.reproduce.profiles import block_run, recipe_run, training_runs, variant_flags
 from keras_dkg.reproduce.tablekit import (
     Artifacts,
     chance_equal,
@@ -105,8 +106,12 @@ def table_II_discriminator(art: Artifacts, paper: dict) -> dict:
     return _parameters(art, paper, "discriminator", "Table II — discriminator D")
 
 
-RECIPE_NOTE = ("Column '{r}': network A trained again with `python -m keras_dkg.fit --recipe {r}` (keras_dkg/train/recipes.py; "
+RECIPE_NOTE = ("Column '{r}': network A trained again with `python -m keras_dkg.fit {flags}` (keras_dkg/train/recipes.py; "
                "docs/key_quality.md, 'Recipes') — same size, steps, seed and data; 'ours' is the paper-faithful run.")
+
+
+def recipe_note(variant: str) -> str:
+    return RECIPE_NOTE.format(r=variant, flags=variant_flags(variant))
 
 
 def recipe_columns(art: Artifacts) -> list[str]:
@@ -128,6 +133,8 @@ def table_III_key_entropy(art: Artifacts, paper: list) -> dict:
                     ours=num(ideal_entropy(keys[0].size)), **{r: num(ideal_entropy(keys[0].size)) for r in recipes}))
     seed_keys = [row(name, ours=num(metrics.entropy(art.key(name, "seed")))) for name in training_runs(art.ctx.profile)]
     nonce_rows = agreement_rows([(f"key 1 vs key {i}", keys[0], k) for i, k in enumerate(keys[1:], start=2)])
+    v2_keys = [art.key("otp_0", f"v2-table-{i}") for i in range(1, art.ctx.profile.plaintexts + 1)]
+    v2_rows = agreement_rows([(f"key 1 vs key {i}", v2_keys[0], k) for i, k in enumerate(v2_keys[1:], start=2)])
     recipe_nonce_rows = {}
     for r in recipes:
         rkeys = art.table_keys(recipe_run(r))
@@ -136,20 +143,26 @@ def table_III_key_entropy(art: Artifacts, paper: list) -> dict:
         "title": "Table III — information entropy of keys",
         "ours": {"entropies": ours, "mean": mean(ours), "ideal_for_size": ideal_entropy(keys[0].size),
                  "nonce_pairs": [{"label": r["label"], **r["values"]} for r in nonce_rows],
+                 "nonce_pairs_v2": [{"label": r["label"], **r["values"]} for r in v2_rows],
                  "recipes": {r: {"entropies": others[r], "mean": mean(others[r]),
                                  "nonce_pairs": [{"label": x["label"], **x["values"]} for x in recipe_nonce_rows[r]]}
                              for r in recipes}},
         "tables": [table("keys of network A (otp_0) from the seed with nonces table-1…8",
                          ["paper", "ours", "difference", *recipes], rows),
                    table("the seed key (no nonce) of every training", ["ours"], seed_keys),
-                   table("per-file keys of one generator (nonces): equal bytes vs chance", AGREEMENT_COLUMNS, nonce_rows),
-                   *[table(f"per-file keys of network A under --recipe {r}: equal bytes vs chance", AGREEMENT_COLUMNS,
+                   table("keys of one generator for seeds perturbed by nonces (scheme v1, the generator's own "
+                         "relatedness): equal bytes vs chance", AGREEMENT_COLUMNS, nonce_rows),
+                   table("the runtime's per-file keys (nonce scheme v2, keyed permutations of the seed's key): equal "
+                         "bytes vs chance", AGREEMENT_COLUMNS, v2_rows),
+                   *[table(f"v1 keys of network A under {variant_flags(r)}: equal bytes vs chance", AGREEMENT_COLUMNS,
                            recipe_nonce_rows[r]) for r in recipes]],
-        "notes": [*[RECIPE_NOTE.format(r=r) for r in recipes],
+        "notes": [*[recipe_note(r) for r in recipes],
             f"Our keys are {size}×{size}×3 bytes; entropy grows with the sample count, so compare each with the ideal "
             "for its size (8 − 255/(2N ln 2)), not with the paper's 256×256×3 keys directly.",
             "The paper's 7.98 is below the 7.9991 a uniform 256×256×3 key reaches: its keys are measurably non-uniform.",
-            "Keys come from the exported ONNX generator (onnxruntime) with the runtime's per-file nonces. Two keys "
+            "Keys come from the exported ONNX generator (onnxruntime). The table keys use nonce scheme v1 (the seed "
+            "plus ±8 levels of nonce-seeded noise) so that each is the generator's output for a distinct input; the "
+            "runtime's per-file keys use v2 (docs/keys.md), measured in their own table. Two keys "
             "agree on more bytes than 1/256 when their bytes are not uniform; 'chance from the histograms' is "
             "Σ_v p_a(v)·p_b(v), the agreement of independent keys with these histograms, and the excess is in "
             "binomial standard errors over the key's bytes: far above chance, the per-file keys are related.",
@@ -210,11 +223,30 @@ def table_IV_key_sensitivity(art: Artifacts, paper: dict) -> dict:
     changes = art.stage("keys/otp_0").get("sensitivity_changes", [])
     recipes = recipe_columns(art)
     others = {r: [differential.key_sensitivity(a, b) for a, b in sensitivity_pairs(art, recipe_run(r))] for r in recipes}
+    otp_runs = [f"otp_{i}" for i in range(art.ctx.profile.otp_runs)]
+    checkpoints = sensitivity.checkpoint_pairs(art, otp_runs)
+    local = sensitivity.locality(art)
+    checkpoint_rows = [row(p["compared"], NPCR=num(p["npcr"], 2), UACI=num(p["uaci"], 2)) for p in checkpoints]
+    paper_means = {"NPCR": num(mean(paper["npcr_percent"]), 2), "UACI": num(mean(paper["uaci_percent"]), 2)}
+    checkpoint_rows.append(row("paper, Table IV (mean of its pairs)", **paper_means))
+    locality_rows = [row(label, ours=num(value, 2)) for label, value in (
+        ("one-pixel NPCR % (network A, the pairs above)", mean(r["npcr"] for r in reports)),
+        ("share of the key G's convolutions reach from the changed pixels %", 100 * local["reach_share"]),
+        ("bytes changed inside that reach %", local["npcr_inside"]),
+        ("bytes changed beyond it (through instance norm only) %", local["npcr_outside"]),
+        (f"a centred pixel's reach at {art.ctx.profile.image_size}² %", 100 * local["centred_reach_share"]),
+        (f"a centred pixel's reach at 256² % ({local['reach_span_256']}² key pixels)",
+         100 * local["centred_reach_share_256"]))]
     return {
         "title": "Table IV — key sensitivity (NPCR/UACI between keys from seeds one pixel apart)",
-        "ours": {"reports": reports, "changes": changes, "recipes": others},
-        "tables": _npcr_uaci_tables(reports, paper, "keys K_a vs K_b", others=others),
-        "notes": [*[RECIPE_NOTE.format(r=r) + " Same seeds and changed pixels as 'ours'." for r in recipes],
+        "ours": {"reports": reports, "changes": changes, "recipes": others, "checkpoint_pairs": checkpoints,
+                 "checkpoint_summary": sensitivity.summary(checkpoints), "locality": local},
+        "tables": [*_npcr_uaci_tables(reports, paper, "keys K_a vs K_b", others=others),
+                   table("where network A's one-pixel changes land (keras_dkg.diagnose's locality block)", ["ours"],
+                         locality_rows),
+                   table("keys of ONE seed from TWO weight states: the held-back seed's sample keys at consecutive "
+                         "checkpoints of each independent training", ["NPCR", "UACI"], checkpoint_rows)],
+        "notes": [*[recipe_note(r) + " Same seeds and changed pixels as 'ours'." for r in recipes],
             "Pair i: K_a = the key of seed i (the CT seed with nonce table-i), K_b = the key of the same seed with one "
             "pixel (all three channels, random position) set to another random value.",
             "Wu, Noonan & Agaian (2011) acceptance for independent uniform images at α = 0.05 (pooled M = H·W·3). "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from keras_dkg.analysis import baselines, metrics, nist
-from keras_dkg.reproduce.profiles import recipe_run
+from keras_dkg.reproduce.profiles import recipe_run, variant_flags
 from keras_dkg.reproduce.tablekit import Artifacts, diff, num, row, sig, table
 
 PAPER_METHODS = ("chaotic", "lcg", "mersenne_twister", "rc4", "rsa", "deepkeygen")
@@ -58,7 +58,7 @@ def table_XVII_key_entropy_by_method(art: Artifacts, paper: dict) -> dict:
             "tables": [table(f"one {size}×{size}×3 key per method", ["paper", "ours", "difference", *extra],
                              _method_rows(paper, ours, **extra))],
             "notes": [BASELINE_NOTE, "deepkeygen = key table-1 of network A (Table III)."
-                      + "".join(f" Column '{r}': key table-1 of network A trained with --recipe {r}." for r in recipes),
+                      + "".join(f" Column '{r}': key table-1 of network A trained with {variant_flags(r)}." for r in recipes),
                       "Entropy and χ² are met by any decent PRNG, predictable ones (LCG) included: they do not measure "
                       "unpredictability."]}
 
@@ -118,7 +118,7 @@ def table_XVIII_nist_p_values(art: Artifacts, paper: dict) -> dict:
             "tables": [table(f"the paper's four tests, one key per method ({bits} bits each)",
                              ["paper", "ours min p", "ours share p ≥ 0.01", "ours verdict", *recipe_columns, "note"], rows),
                        table(f"all 15 tests on our {len(battery)} keys (network A, nonces table-1…"
-                             + "".join(f"; '{r}': network A trained with --recipe {r}" for r in recipe_batteries) + ")",
+                             + "".join(f"; '{r}': network A trained with {variant_flags(r)}" for r in recipe_batteries) + ")",
                              [*battery_columns, "csprng key", "note"], full_rows)],
             "notes": ["keras_dkg.analysis.nist (validated against SP 800-22's e examples); bits = the key bytes, most "
                       "significant bit first. 'pass' = every p-value of the test ≥ 0.01; multi-p-value tests (148 "

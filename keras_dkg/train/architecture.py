@@ -1,6 +1,6 @@
 """Our parameter counts per layer beside the paper's Tables I and II.
 
-`python -m keras_dkg.train.architecture` prints the comparison; tests/test_networks.py checks it.
+`python -m keras_dkg.train.architecture` prints the comparison (for each `--upsample`); tests/test_networks.py checks it.
 The paper's rows are transcribed from Tables I–II (kernel weights only, no biases).
 Where they differ (docs/architecture.md):
 * Residual blocks: the paper counts one 3×3 64→64 conv per block (6 × 36,864 = 221,184);
@@ -78,10 +78,18 @@ def format_table(tables: dict[str, list[Row]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Print the table for G with each upsampling kind (`fit --upsample`): the weight counts agree."""
+    import argparse
+
+    from keras_dkg.train.config import UPSAMPLE_KINDS
     from keras_dkg.train.networks import build_discriminator, build_generator
 
-    print(format_table(parameter_table(build_generator(), build_discriminator())))
+    parser = argparse.ArgumentParser(prog="python -m keras_dkg.train.architecture", description=__doc__.splitlines()[0])
+    parser.add_argument("--upsample", choices=UPSAMPLE_KINDS, nargs="+", default=list(UPSAMPLE_KINDS))
+    for kind in parser.parse_args(argv).upsample:
+        print(f"# upsample={kind}")
+        print(format_table(parameter_table(build_generator(upsample=kind), build_discriminator())))
 
 
 if __name__ == "__main__":

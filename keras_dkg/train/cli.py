@@ -23,7 +23,7 @@ from keras_dkg.common import quiet
 from keras_dkg.errors import InputError, run_cli
 from keras_dkg.options import add_output, add_random_seed
 from keras_dkg.train import recipes, runfolder
-from keras_dkg.train.config import BACKENDS, LOSS_KINDS, RECIPE_FIELDS, TrainConfig
+from keras_dkg.train.config import BACKENDS, LOSS_KINDS, RECIPE_FIELDS, UPSAMPLE_KINDS, TrainConfig
 
 
 def _paper(dest: str) -> str:
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bce: the paper's log loss; lsgan: CycleGAN's" + _paper("loss"))
     train.add_argument("--residual-blocks", type=int, default=SUPPRESS,
                        help="generator residual blocks (Table XVI: 3/6/9/12)" + _paper("residual_blocks"))
+    train.add_argument("--upsample", choices=UPSAMPLE_KINDS, default=SUPPRESS,
+                       help="G's two ×2 upsamplings: transposed 3×3/2 convolutions (the paper) or nearest resize + "
+                            "3×3 convolution (the checkerboard fix; same weight count)" + _paper("upsample"))
     add_random_seed(train, "seeds weights and data order; a CPU run is repeatable")
     train.add_argument("--jit-compile", action="store_true", help="compile the TensorFlow train step with XLA "
                        "(the JAX step is always compiled)")

@@ -18,17 +18,24 @@ from keras_dkg.errors import TrainingError
 from keras_dkg.train import recipes
 
 LOSS_KINDS = ("bce", "lsgan")
+#: How G doubles resolution twice (networks.build_generator): "transpose", the paper's stride-2
+#: transposed 3×3 convolutions, or "resize", nearest ×2 then a 3×3 convolution (Odena et al.
+#: 2016's checkerboard fix: every output pixel sees all kernel taps, so no stride-2 overlap
+#: pattern can imprint a period-2/4 structure). Same weight count either way.
+UPSAMPLE_KINDS = ("transpose", "resize")
 BACKENDS = ("tensorflow", "jax")
 DOMAIN_KINDS = ("chaotic", "chaotic-low")
 #: Options that must match for --resume to continue the same run.
 RESUME_FIELDS = ("image_size", "batch_size", "seed", "loss", "learning_rate", "beta_1", "beta_2",
                  "residual_blocks", "domain_kind", "source", "domain", "g_learning_rate", "d_learning_rate",
                  "d_history", "instance_noise", "instance_noise_anneal", "r1_gamma", "d_spectral_norm",
-                 "domain_gray", "domain_augment", "sensitivity_weight", "uniformity_weight", "predictor_weight")
+                 "domain_gray", "domain_augment", "sensitivity_weight", "uniformity_weight", "predictor_weight",
+                 "upsample")
 #: What a run recorded before the key-quality ablations existed used (docs/key_quality.md).
 ABLATION_DEFAULTS = {"d_history": 0, "instance_noise": 0.0, "instance_noise_anneal": None, "r1_gamma": 0.0,
                      "d_spectral_norm": False, "domain_gray": False, "domain_augment": False,
-                     "sensitivity_weight": 0.0, "uniformity_weight": 0.0, "predictor_weight": 0.0}
+                     "sensitivity_weight": 0.0, "uniformity_weight": 0.0, "predictor_weight": 0.0,
+                     "upsample": "transpose"}
 #: recipe option (the CLI's argparse dest) -> TrainConfig field, where the names differ
 RECIPE_FIELDS = {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "r1": "r1_gamma",
                  "g_lr": "g_learning_rate", "d_lr": "d_learning_rate"}
@@ -75,6 +82,7 @@ class TrainConfig:
     sensitivity_weight: float = 0.0
     uniformity_weight: float = 0.0
     predictor_weight: float = 0.0
+    upsample: str = "transpose"
     recipe: str = recipes.DEFAULT
     recipe_overrides: dict = field(default_factory=dict)
     backend: str = "tensorflow"
@@ -115,6 +123,7 @@ class TrainConfig:
         if self.instance_noise_anneal is not None and self.instance_noise_anneal < 1:
             raise TrainingError(f"--instance-noise-anneal must be at least 1, got {self.instance_noise_anneal}")
         for flag, value, allowed in (("--loss", self.loss, LOSS_KINDS), ("--backend", self.backend, BACKENDS),
+                                     ("--upsample", self.upsample, UPSAMPLE_KINDS),
                                      ("--domain-kind", self.domain_kind, (None, *DOMAIN_KINDS))):
             if value not in allowed:
                 raise TrainingError(f"{flag} {value!r} is not one of {', '.join(str(a) for a in allowed if a)}")

@@ -218,7 +218,8 @@ def build_model(config: TrainConfig):
     from keras_dkg.train import losses
     from keras_dkg.train.model import DeepKeyGen, default_optimizer
 
-    model = DeepKeyGen(num_residual_blocks=config.residual_blocks, d_spectral_norm=config.d_spectral_norm)
+    model = DeepKeyGen(num_residual_blocks=config.residual_blocks, d_spectral_norm=config.d_spectral_norm,
+                       upsample=config.upsample)
     model.compile(
         g_optimizer=default_optimizer(config.g_learning_rate, config.beta_1, config.beta_2),
         d_optimizer=default_optimizer(config.d_learning_rate, config.beta_1, config.beta_2),

@@ -48,9 +48,10 @@ class DeepKeyGen(keras.Model):
     """G and D with the paper's alternating update; `model(x)` runs the generator."""
 
     def __init__(self, generator: keras.Model | None = None, discriminator: keras.Model | None = None,
-                 num_residual_blocks: int = 6, d_spectral_norm: bool = False, **kwargs):
+                 num_residual_blocks: int = 6, d_spectral_norm: bool = False, upsample: str = "transpose",
+                 **kwargs):
         super().__init__(**kwargs)
-        self.generator = generator or build_generator(num_residual_blocks)
+        self.generator = generator or build_generator(num_residual_blocks, upsample=upsample)
         self.discriminator = discriminator or build_discriminator(spectral_norm=d_spectral_norm)
 
     def call(self, inputs, training: bool = False):

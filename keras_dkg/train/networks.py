@@ -28,6 +28,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from keras_dkg.train.config import UPSAMPLE_KINDS
+
 WEIGHT_STDDEV = 0.02
 NORM_EPSILON = 1e-5
 GENERATOR_FILTERS = (16, 32, 64)
@@ -35,8 +37,8 @@ DISCRIMINATOR_FILTERS = (16, 32, 64, 128)
 DEFAULT_RESIDUAL_BLOCKS = 6
 SIZE_MULTIPLE = 4  # two stride-2 downsamplings in G
 __all__ = ["DEFAULT_RESIDUAL_BLOCKS", "DISCRIMINATOR_FILTERS", "GENERATOR_FILTERS", "NORM_EPSILON", "SIZE_MULTIPLE",
-           "WEIGHT_STDDEV", "InstanceNormalization", "ReflectionPadding2D", "SpectralConv2D", "build_discriminator",
-           "build_generator", "build_predictor", "residual_block"]
+           "UPSAMPLE_KINDS", "WEIGHT_STDDEV", "InstanceNormalization", "ReflectionPadding2D", "SpectralConv2D",
+           "build_discriminator", "build_generator", "build_predictor", "residual_block"]
 
 
 @keras.saving.register_keras_serializable(package="keras_dkg")
@@ -174,11 +176,16 @@ def residual_block(x, filters: int, name: str):
     return layers.Add(name=f"{name}_add")([shortcut, x])
 
 
-def build_generator(num_residual_blocks: int = DEFAULT_RESIDUAL_BLOCKS, name: str = "generator") -> keras.Model:
+def build_generator(num_residual_blocks: int = DEFAULT_RESIDUAL_BLOCKS, name: str = "generator",
+                    upsample: str = "transpose") -> keras.Model:
     """Table I: 7×7 3→16, 3×3/2 16→32, 3×3/2 32→64, N residual blocks, 2 transposed 3×3/2, 7×7 16→3, tanh.
 
-    `num_residual_blocks` gives the attack networks of Table XVI (3, 6, 9, 12).
+    `num_residual_blocks` gives the attack networks of Table XVI (3, 6, 9, 12); `upsample`
+    "resize" swaps each transposed convolution for ×2 nearest resize + 3×3 convolution
+    (UPSAMPLE_KINDS), keeping the layer names `up{1,2}_conv` and their weight shapes.
     """
+    if upsample not in UPSAMPLE_KINDS:
+        raise ValueError(f"upsample {upsample!r} is not one of {', '.join(UPSAMPLE_KINDS)}")
     f1, f2, f3 = GENERATOR_FILTERS
     inputs = keras.Input(shape=(None, None, 3), name="seed")
     x = ReflectionPadding2D(3, name="down1_pad")(inputs)
@@ -192,10 +199,14 @@ def build_generator(num_residual_blocks: int = DEFAULT_RESIDUAL_BLOCKS, name: st
     for block in range(num_residual_blocks):
         x = residual_block(x, f3, name=f"res{block + 1}")
     for index, filters in ((1, f2), (2, f1)):
-        x = layers.Conv2DTranspose(
-            filters, 3, strides=2, padding="same", use_bias=False,
-            kernel_initializer=_weights(), name=f"up{index}_conv",
-        )(x)
+        if upsample == "resize":
+            x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{index}_resize")(x)
+            x = _conv(filters, 3, name=f"up{index}_conv")(x)
+        else:
+            x = layers.Conv2DTranspose(
+                filters, 3, strides=2, padding="same", use_bias=False,
+                kernel_initializer=_weights(), name=f"up{index}_conv",
+            )(x)
         x = InstanceNormalization(name=f"up{index}_norm")(x)
         x = layers.ReLU(name=f"up{index}_relu")(x)
     x = ReflectionPadding2D(3, name="up3_pad")(x)
