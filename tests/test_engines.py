@@ -75,7 +75,7 @@ def test_bf16_is_refused_where_nothing_computes_it(tiny_onnx_model, monkeypatch)
 
 def test_auto_measures_once_caches_and_says_why(tiny_onnx_model, tmp_path, monkeypatch):
     cache = tmp_path / "engines.json"
-    monkeypatch.setenv(engine_choice.CACHE_ENV, str(cache))
+    monkeypatch.setenv(engines.CACHE_ENV, str(cache))
     first = KeyGenerator(tiny_onnx_model, backend="auto", precision="fp32")
     assert "measured now" in first.engine_choice and str(cache) in first.engine_choice
     stored = json.loads(cache.read_text())

@@ -5,7 +5,7 @@ The candidates are every installed engine and its settings at the requested prec
 Each runs the generator on a 256² seed (the size nonce schemes v2/v3 run the generator at
 per file, batch 1) after one warm-up, best of a few runs; the fastest is kept per
 machine (CPU model, cores, engine versions), model and precision in a small JSON cache
-(`$DKG_ENGINE_CACHE`, else `$XDG_CACHE_HOME/keras_dkg/engines.json`, else
+(`engines.cache_path()`: `$DKG_ENGINE_CACHE`, else `$XDG_CACHE_HOME` or
 `~/.cache/keras_dkg/engines.json`), so a measurement is made once, and `dkg-keygen -v`
 prints what was chosen and the times it was chosen by. CUDA, when onnxruntime offers it
 and the provider allows it, is taken without measuring.
@@ -31,24 +31,18 @@ from keras_dkg.runtime.engines import (
     PRECISION_CHOICES,
     Engine,
     available_backends,
+    cache_path,
     check_choice,
     cpu_has_bf16,
     create_engine,
+    installed_versions,
     run_checked,
 )
 from keras_dkg.runtime.imageio import write_bytes_atomic
 
-CACHE_ENV = "DKG_ENGINE_CACHE"
 MEASURE_SIDE = 256
 MEASURE_RUNS = 3
 CACHE_FORMAT = "keras_dkg.engines/1"
-
-
-def cache_path() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "keras_dkg" / "engines.json"
 
 
 def machine_id() -> str:
@@ -60,11 +54,8 @@ def machine_id() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    versions = []
-    for name in available_backends():
-        module = __import__("onnxruntime" if name == ONNXRUNTIME else "openvino")
-        versions.append(f"{name}={getattr(module, '__version__', '?')}")
-    return f"{model} x{cores} " + " ".join(versions)
+    versions = " ".join(f"{name}={version}" for name, version in sorted(installed_versions().items()))
+    return f"{model} x{cores} {versions}"
 
 
 def candidates(precision: str) -> list[tuple[str, str, str]]:

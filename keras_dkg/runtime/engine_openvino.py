@@ -20,6 +20,7 @@ from keras_dkg.runtime.engines import (
     OPENVINO,
     EngineInfo,
     Signature,
+    cache_path,
     cpu_has_bf16,
 )
 
@@ -46,6 +47,12 @@ class OpenVinoEngine:
         if settings not in SETTINGS:
             raise InputError(f"unknown openvino settings {settings!r}; expected one of {', '.join(SETTINGS)}")
         core = ov.Core()
+        blobs = cache_path().parent / "openvino"
+        try:  # compiled models cached on disk: a second start compiles in about half the time
+            blobs.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(blobs)})
+        except (OSError, RuntimeError):
+            pass
         try:
             network = core.read_model(model)
         except Exception as exc:  # OpenVINO raises RuntimeError with a long multi-line text

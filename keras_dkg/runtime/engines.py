@@ -19,7 +19,9 @@ imported only when it is asked for (`pip install "keras-dkg[openvino]"`).
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -36,6 +38,34 @@ ENGINES = {
     OPENVINO: "keras_dkg.runtime.engine_openvino:OpenVinoEngine",
 }
 EXTRAS = {OPENVINO: "openvino"}
+DISTRIBUTIONS = {ONNXRUNTIME: ("onnxruntime", "onnxruntime-gpu"), OPENVINO: ("openvino",)}
+CACHE_ENV = "DKG_ENGINE_CACHE"
+
+
+def cache_path() -> Path:
+    """The engine cache file: `$DKG_ENGINE_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`, keras_dkg/engines.json.
+
+    Compiled OpenVINO models are cached beside it (openvino/), which makes a second start faster.
+    """
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "keras_dkg" / "engines.json"
+
+
+def installed_versions() -> dict[str, str]:
+    """Each backend's installed distribution version, read from package metadata (nothing imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name, distributions in DISTRIBUTIONS.items():
+        for distribution in distributions:
+            try:
+                found[name] = version(distribution)
+                break
+            except PackageNotFoundError:
+                continue
+    return found
 
 
 @dataclass(frozen=True)
