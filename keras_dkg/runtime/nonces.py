@@ -38,6 +38,8 @@ their scheme (`nonce_scheme`).
 from __future__ import annotations
 
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -118,10 +120,18 @@ def block_key(base_key: np.ndarray, shape: tuple[int, int], nonce: str | int, mo
         raise InputError(f"a base key of {flat.size} bytes is too large for nonce scheme v3")
     key = np.empty(total, dtype=np.uint8)
     identity = np.arange(flat.size, dtype=np.int32)
-    order = np.empty_like(identity)
-    for block, start in enumerate(range(0, total, flat.size)):
-        np.copyto(order, identity)
+    starts = range(0, total, flat.size)
+
+    def fill(block: int) -> None:  # numpy's shuffle runs without the GIL: blocks fill in parallel
+        order = identity.copy()
         block_generator(model_sha256, seed_sha256, str(nonce), block).shuffle(order)
+        start = starts[block]
         stop = min(start + flat.size, total)
         np.take(flat, order[: stop - start], out=key[start:stop])
+
+    if len(starts) == 1:
+        fill(0)
+    else:
+        with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+            list(pool.map(fill, range(len(starts))))
     return key.reshape(int(shape[0]), int(shape[1]), 3)
