@@ -38,6 +38,8 @@ from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
 from keras_dkg.runtime.engines import (
     AUTO,
     BACKEND_CHOICES,
+    FP32,
+    ONNXRUNTIME,
     PRECISION_CHOICES,
     check_choice,
     create_engine,
@@ -218,16 +220,19 @@ class KeyGenerator:
     nonce_scheme : "v3" (default: one generator run of at most 256² per seed, keyed block
         permutations), "v2" (one run per seed and size, a keyed permutation per nonce) or
         "v1" (a perturbed seed per nonce); see `keras_dkg.runtime.nonces`.
-    backend : "auto" (the engine this machine measures fastest, `engine_choice`),
-        "onnxruntime" or "openvino".
-    precision : "auto" (bf16 where the engine and CPU support it), "fp32" or "bf16".
+    backend : "onnxruntime" (the default here: analyses get the exported model's own fp32
+        arithmetic), "openvino", or "auto" (the engine this machine measures fastest,
+        `engine_choice`; what dkg-keygen, dkg-encrypt and the batch use by default).
+    precision : "fp32" (default), "bf16", or "auto" (bf16 where the engine and CPU support
+        it). bf16 keys have fp32's entropy, χ² and nonce relatedness, but their one-pixel
+        NPCR is inflated by rounding (docs/performance.md): measure the generator in fp32.
     engine_settings : a named backend's session settings (onnxruntime: "defaults" or
         "tuned"; openvino: "latency" or "throughput"); None: the backend's default.
     """
 
     def __init__(self, model_path: str | os.PathLike, provider: str = "auto", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH, tile_pixels: int = TILE_PIXELS, tile_overlap: int = TILE_OVERLAP,
-                 nonce_scheme: str = DEFAULT_SCHEME, backend: str = AUTO, precision: str = AUTO,
+                 nonce_scheme: str = DEFAULT_SCHEME, backend: str = ONNXRUNTIME, precision: str = FP32,
                  engine_settings: str | None = None):
         self.model_path = Path(model_path)
         self.nonce_scheme = check_scheme(nonce_scheme)
