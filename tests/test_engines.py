@@ -170,3 +170,18 @@ def test_a_volume_encrypts_with_a_multi_block_v3_key_and_decrypts_bit_exact(tiny
     assert cipher_cli.decrypt_main([str(tmp_path / "t1.enc.nii.gz"), "-o", str(tmp_path / "t1.back.nii.gz"),
                                     "--keys", keys]) == 0
     np.testing.assert_array_equal(np.asanyarray(nibabel.load(tmp_path / "t1.back.nii.gz").dataobj), volume)
+
+
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_keys_of_older_schemes_in_a_store_still_decrypt(tiny_onnx_model, tmp_path, scheme):
+    """Records of v1/v2 keys (no `engine` field, as written before issue 27) load and decrypt."""
+    from keras_dkg.runtime.keys import load_key
+
+    old = KeyGenerator(tiny_onnx_model, nonce_scheme=scheme).generate(seed_path(), (24, 20), nonce="old")
+    old.record.pop("engine")  # what the older code wrote
+    path = old.save(tmp_path / "old.png")
+    plain = np.arange(24 * 20 * 3, dtype=np.uint8).reshape(24, 20, 3)
+    ciphertext, meta = encrypt_array(plain, old.pixels, nonce="old")
+    key = load_key(path)
+    assert key.record["nonce_scheme"].startswith(f"{scheme}:") and "engine" not in key.record
+    np.testing.assert_array_equal(decrypt_array(ciphertext, key.pixels, meta), plain)
