@@ -184,3 +184,16 @@ def test_v3_keys_of_any_size_need_one_bounded_run_and_no_tiles(tiny_onnx_model, 
     assert first.record["generation"] == {"scheme": "blocks/1", "block": [256, 256], "blocks": 3}
     assert first.record["generation_size"] == [256, 256]
     assert first.pixels.shape == (300, 460, 3) and np.mean(first.pixels != second.pixels) > 0.5
+
+
+@pytest.mark.parametrize("scheme,runs", [("v2", 3), ("v3", 2)])  # v3: 101x69 and 104x72 share a 104x72 base
+def test_a_batch_of_chunks_runs_the_generator_once_per_key_size(tiny_onnx_model, monkeypatch, scheme, runs):
+    generator = KeyGenerator(tiny_onnx_model, provider="cpu", nonce_scheme=scheme)
+    spy = RunSpy(generator.engine)
+    monkeypatch.setattr(generator, "engine", spy)
+    chunks = [generator.generate_many(seed_path(), size, [f"{size}-{i}-{j}" for j in range(3)])
+              for i in range(3) for size in ((40, 36), (101, 69), (104, 72))]
+    assert len(spy.shapes) == runs  # one run per base-key size, whatever the number of chunks
+    assert {keys[0].pixels.shape for keys in chunks} == {(40, 36, 3), (101, 69, 3), (104, 72, 3)}
+    again = KeyGenerator(tiny_onnx_model, provider="cpu", nonce_scheme=scheme)
+    np.testing.assert_array_equal(again.generate(seed_path(), (101, 69), "(101, 69)-2-1").pixels, chunks[7][1].pixels)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,7 @@ BASE_BYTES = 200 << 20
 RUN_BYTES_PER_PIXEL = 450
 KEY_BYTES_PER_PIXEL = 21 + 12
 CPU_SECONDS_PER_PIXEL = 1.8e-6
+BASE_KEY_CACHE_BYTES = 64 << 20  # base keys kept per generator (v2/v3): a v3 base key is at most 192 KiB
 
 
 def random_nonce() -> str:
@@ -257,6 +259,7 @@ class KeyGenerator:
         self.provider = self.engine.info.device
         self.batch_size = max(1, int(batch_size))
         self.metadata = self.engine.metadata
+        self._base_keys: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._probe()
 
     def _probe(self) -> None:
@@ -305,7 +308,7 @@ class KeyGenerator:
             return
         if self.nonce_scheme != V1:  # v2: the generator once, then a keyed permutation per nonce
             if job.base_key is None:
-                job.base_key = next(self._runs(job, [None]))
+                job.base_key = self._base_key(job, ("full", *job.target), lambda: next(self._runs(job, [None])))
             for nonce in names:
                 yield self._key(job, nonce, permute_key(job.base_key, nonce, self.model_sha256, job.seed_sha256))
             return
@@ -321,13 +324,28 @@ class KeyGenerator:
                 yield next(self.keys(job, [None]))
                 continue
             if base_key is None:
-                seed = scale_to_unit(job.seed_at(size))[None]
-                base_key = np.ascontiguousarray(quantize_key(self._run(seed))[0])
-                del seed
+                base_key = self._base_key(job, ("block", *size), lambda: np.ascontiguousarray(
+                    quantize_key(self._run(scale_to_unit(job.seed_at(size))[None]))[0]))
             pixels = block_key(base_key, job.target, nonce, self.model_sha256, job.seed_sha256)
             blocks = -(-pixels.size // base_key.size)
             yield self._key(job, nonce, pixels, {"scheme": "blocks/1", "block": list(size), "blocks": blocks},
                             list(size))
+
+    def _base_key(self, job: KeyJob, size: tuple, make) -> np.ndarray:
+        """The generator's key for this seed at this size, made once per generator (a batch asks per chunk).
+
+        Kept in a small LRU of at most BASE_KEY_CACHE_BYTES: a batch of one seed and a few file
+        sizes then runs the generator once per size, not once per chunk of files.
+        """
+        key = (job.seed_sha256, tuple(size))
+        if key in self._base_keys:
+            self._base_keys.move_to_end(key)
+            return self._base_keys[key]
+        base = make()
+        self._base_keys[key] = base
+        while sum(v.nbytes for v in self._base_keys.values()) > BASE_KEY_CACHE_BYTES and len(self._base_keys) > 1:
+            self._base_keys.popitem(last=False)
+        return base
 
     def _runs(self, job: KeyJob, names: list[str | None]) -> Iterator[np.ndarray]:
         """Generator outputs (key pixels) for v1-perturbed seeds, batched or window by window."""
