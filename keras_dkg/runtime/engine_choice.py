@@ -79,7 +79,7 @@ def candidates(precision: str) -> list[tuple[str, str, str]]:
 
 
 def _milliseconds(engine: Engine, label: str, runs: int) -> float:
-    _, height, width, _ = engine.signature.input_shape  # a model of a fixed size is measured at it
+    _, height, width, _ = (v if isinstance(v, int) else None for v in engine.signature.input_shape)  # fixed: at it
     shape = (1, height or MEASURE_SIDE, width or MEASURE_SIDE, 3)
     seed = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     run_checked(engine, seed, label)  # warm-up: first runs allocate and pick kernels; a broken model stops here

@@ -16,7 +16,6 @@ from keras_dkg.runtime.engines import BF16, ONNXRUNTIME, EngineInfo, Signature
 from keras_dkg.runtime.providers import create_session, session_options
 
 SETTINGS = ("defaults", "tuned")
-_TYPES = {"tensor(float)": "float32"}
 
 
 def options_for(settings: str, threads: int | None) -> ort.SessionOptions:
@@ -47,8 +46,8 @@ class OnnxRuntimeEngine:
         first = inputs[0] if inputs else None
         self.signature = Signature(
             input_name=first.name if first else "",
-            input_type=_TYPES.get(first.type, first.type) if first else "",
-            input_shape=tuple(v if isinstance(v, int) else None for v in (first.shape if first else ())),
+            input_type=first.type if first else "",  # onnxruntime's own spelling: "tensor(float)"
+            input_shape=tuple(first.shape) if first else (),  # symbolic axes keep their names
             output_count=len(outputs),
             output_rank=len(outputs[0].shape) if outputs and outputs[0].shape else None,
             input_count=len(inputs),

@@ -40,6 +40,7 @@ ENGINES = {
 EXTRAS = {OPENVINO: "openvino"}
 DISTRIBUTIONS = {ONNXRUNTIME: ("onnxruntime", "onnxruntime-gpu"), OPENVINO: ("openvino",)}
 CACHE_ENV = "DKG_ENGINE_CACHE"
+FLOAT_TYPES = ("tensor(float)", "float32")
 
 
 def cache_path() -> Path:
@@ -90,8 +91,8 @@ class Signature:
     """The model's one input and one output, as the engine reads them (None: a dynamic axis)."""
 
     input_name: str
-    input_type: str  # "float32" for a generator
-    input_shape: tuple
+    input_type: str  # the engine's spelling: "tensor(float)" (onnxruntime), "float32" (OpenVINO)
+    input_shape: tuple  # ints; names or None for dynamic axes
     output_count: int
     output_rank: int | None
     input_count: int = 1
@@ -166,7 +167,7 @@ def check_signature(engine: Engine, label: str) -> None:
     if spec.input_count != 1 or spec.output_count != 1:
         raise ModelError(f"{label}: expected one input and one output, got {spec.input_count} and {spec.output_count}")
     channels = spec.input_shape[-1] if spec.input_shape else None
-    if len(spec.input_shape) != 4 or spec.input_type != "float32" or (isinstance(channels, int) and channels != 3):
+    if len(spec.input_shape) != 4 or spec.input_type not in FLOAT_TYPES or (isinstance(channels, int) and channels != 3):
         raise ModelError(f"{label}: input {spec.input_name!r} is {spec.input_type} {list(spec.input_shape)}; "
                          "expected float32 of rank 4 (N, H, W, 3)")
     if spec.output_rank is not None and spec.output_rank != 4:

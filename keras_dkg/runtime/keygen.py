@@ -264,7 +264,7 @@ class KeyGenerator:
 
     def _probe(self) -> None:
         """One tiny run: the output must be finite and have the input's shape."""
-        _, height, width, _ = self.engine.signature.input_shape
+        _, height, width, _ = (v if isinstance(v, int) else None for v in self.engine.signature.input_shape)
         shape = (1, height or _PROBE_SIZE, width or _PROBE_SIZE, 3)
         ramp = np.linspace(-1.0, 1.0, num=int(np.prod(shape)), dtype=np.float32).reshape(shape)
         output = self._run(ramp)
