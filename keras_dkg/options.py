@@ -3,7 +3,7 @@
 * `-o/--output` (alias `--out`): where the command writes — a file or a folder.
 * `--seed`: a seed *image* (keygen, encrypt); random seeds are `--random-seed` (the old
   `--seed N` of fit, dkg-domain, dkg-analyze and diagnose is still accepted).
-* `--provider`, `--cipher`: choices from the runtime's constants, never retyped.
+* `--provider`, `--cipher`, `--backend`, `--precision`: choices from the runtime's constants, never retyped.
 * `--overwrite`, `--no-progress`.
 
 Standard library only (any layer's CLI may use it; choices are imported where needed).
@@ -30,6 +30,21 @@ def add_provider(parser) -> argparse.Action:
 
     return parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
                                help="onnxruntime provider (default: auto: CUDA when present)")
+
+
+def add_key_engine(parser, generates: bool = True) -> None:
+    """`--backend` (which engine runs the generator) and `--precision` (fp32 or bf16)."""
+    from keras_dkg.runtime.engines import BACKEND_CHOICES, PRECISION_CHOICES
+
+    note = "" if generates else " Decryption uses the stored key and runs no generator: accepted, unused."
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="key engine: onnxruntime, openvino (the [openvino] extra), or auto: the one this "
+                             "machine measures fastest, measured once and cached (default: auto; docs/performance.md)"
+                             + note)
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="generator arithmetic: fp32 (the exported model's, Keras parity) or bf16 (CPUs with "
+                             "native bf16; same key statistics, docs/performance.md); auto: bf16 where the engine "
+                             "and CPU support it, else fp32 (default: auto)" + note)
 
 
 def add_cipher(parser) -> argparse.Action:

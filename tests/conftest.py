@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+# `--backend auto` measures once per machine and model and caches the choice: one cache per
+# test process (and the CLIs it starts), never the user's ~/.cache.
+os.environ.setdefault("DKG_ENGINE_CACHE", os.path.join(
+    __import__("tempfile").mkdtemp(prefix="dkg-engines-"), "engines.json"))
+
 TINY_SEED = 1234
 TINY_BLOCKS = 1
 TINY_SIZE = 64

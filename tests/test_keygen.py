@@ -19,7 +19,7 @@ from keras_dkg.runtime.providers import CPU, CUDA, resolve_providers
 
 @pytest.fixture(scope="module")
 def generator(tiny_onnx_model) -> KeyGenerator:
-    return KeyGenerator(tiny_onnx_model, provider="cpu")
+    return KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime")
 
 
 def test_default_size_is_the_seeds_own(generator):
@@ -51,7 +51,7 @@ def test_nonces_give_distinct_reproducible_keys(generator):
 
 def test_batched_generation_matches_single(generator):
     nonces = [f"n{i}" for i in range(5)]
-    batched = KeyGenerator(generator.model_path, provider="cpu", batch_size=2).generate_many(seed_path(), 48, nonces)
+    batched = KeyGenerator(generator.model_path, provider="cpu", backend="onnxruntime", batch_size=2).generate_many(seed_path(), 48, nonces)
     for nonce, key in zip(nonces, batched, strict=True):
         single = generator.generate(seed_path(), 48, nonce=nonce)
         assert np.mean(single.pixels != key.pixels) < 0.001

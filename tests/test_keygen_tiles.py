@@ -34,27 +34,27 @@ TILE, OVERLAP = 48 * 48, 8
 
 @pytest.fixture(scope="module")
 def whole(tiny_onnx_model) -> KeyGenerator:
-    return KeyGenerator(tiny_onnx_model, provider="cpu")
+    return KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime", nonce_scheme="v2")
 
 
 @pytest.fixture(scope="module")
 def tiled(tiny_onnx_model) -> KeyGenerator:
-    return KeyGenerator(tiny_onnx_model, provider="cpu", tile_pixels=TILE, tile_overlap=OVERLAP)
+    return KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime", nonce_scheme="v2",
+                        tile_pixels=TILE, tile_overlap=OVERLAP)
 
 
 class RunSpy:
-    """Stands in for the onnxruntime session and records the shape of every run."""
+    """Stands in for the key engine and records the shape of every run."""
 
-    def __init__(self, session):
-        self.session, self.shapes = session, []
+    def __init__(self, engine):
+        self.engine, self.shapes = engine, []
 
-    def run(self, outputs, feeds):
-        (batch,) = feeds.values()
+    def run(self, batch):
         self.shapes.append(batch.shape)
-        return self.session.run(outputs, feeds)
+        return self.engine.run(batch)
 
     def __getattr__(self, name):
-        return getattr(self.session, name)
+        return getattr(self.engine, name)
 
 
 def test_keys_within_the_budget_are_the_one_pass_keys(whole, tiled):
@@ -88,8 +88,8 @@ def test_a_tiled_key_is_its_own_scheme(whole, tiled):
 
 
 def test_the_generator_only_ever_runs_on_bounded_tiles(tiled, monkeypatch):
-    spy = RunSpy(tiled.session)
-    monkeypatch.setattr(tiled, "session", spy)
+    spy = RunSpy(tiled.engine)
+    monkeypatch.setattr(tiled, "engine", spy)
     tiled.generate_many(seed_path(), (150, 97), ["x", "y"])
     plan = plan_tiles(generation_size((150, 97)), TILE, OVERLAP)
     assert len(spy.shapes) == len(plan.tiles) > 2  # nonce scheme v2: the tiles run once for both keys
@@ -152,7 +152,7 @@ def test_cli_says_what_a_tiled_job_needs_then_writes_each_key(tiny_onnx_model, t
                                                                    tile_overlap=OVERLAP, **kw))
     out = tmp_path / "big.png"
     argv = ["--model", str(tiny_onnx_model), "--seed", str(seed_path()), "-o", str(out), "--provider", "cpu",
-            "--size", "100x90", "--count", "2", "--nonce", "n"]
+            "--size", "100x90", "--count", "2", "--nonce", "n", "--nonce-scheme", "v2"]
     assert keygen_cli.main(argv) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
@@ -171,3 +171,29 @@ def test_cli_small_key_prints_no_note(tiny_onnx_model, tmp_path, capsys):
     assert keygen_cli.main(argv) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out.startswith("wrote ")
+
+
+def test_v3_keys_of_any_size_need_one_bounded_run_and_no_tiles(tiny_onnx_model, monkeypatch):
+    v3 = KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime", tile_pixels=TILE, tile_overlap=OVERLAP)
+    spy = RunSpy(v3.engine)
+    monkeypatch.setattr(v3, "engine", spy)
+    job = v3.prepare(seed_path(), (300, 460))
+    assert job.plan is not None and not v3.runs_tiled(job, ["x", "y"]) and v3.runs_tiled(job, [None])
+    first, second = v3.keys(job, ["x", "y"])
+    assert spy.shapes == [(1, 256, 256, 3)]  # one run at the block size for both keys
+    assert first.record["generation"] == {"scheme": "blocks/1", "block": [256, 256], "blocks": 3}
+    assert first.record["generation_size"] == [256, 256]
+    assert first.pixels.shape == (300, 460, 3) and np.mean(first.pixels != second.pixels) > 0.5
+
+
+@pytest.mark.parametrize("scheme,runs", [("v2", 3), ("v3", 2)])  # v3: 101x69 and 104x72 share a 104x72 base
+def test_a_batch_of_chunks_runs_the_generator_once_per_key_size(tiny_onnx_model, monkeypatch, scheme, runs):
+    generator = KeyGenerator(tiny_onnx_model, provider="cpu", nonce_scheme=scheme)
+    spy = RunSpy(generator.engine)
+    monkeypatch.setattr(generator, "engine", spy)
+    chunks = [generator.generate_many(seed_path(), size, [f"{size}-{i}-{j}" for j in range(3)])
+              for i in range(3) for size in ((40, 36), (101, 69), (104, 72))]
+    assert len(spy.shapes) == runs  # one run per base-key size, whatever the number of chunks
+    assert {keys[0].pixels.shape for keys in chunks} == {(40, 36, 3), (101, 69, 3), (104, 72, 3)}
+    again = KeyGenerator(tiny_onnx_model, provider="cpu", nonce_scheme=scheme)
+    np.testing.assert_array_equal(again.generate(seed_path(), (101, 69), "(101, 69)-2-1").pixels, chunks[7][1].pixels)

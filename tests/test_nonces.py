@@ -74,24 +74,30 @@ def test_v2_moves_differences_without_adding_any():
 
 def test_unknown_scheme_is_refused():
     assert nonces.check_scheme("v2") == "v2"
-    with pytest.raises(InputError, match="unknown nonce scheme 'v3'"):
-        nonces.check_scheme("v3")
+    with pytest.raises(InputError, match="unknown nonce scheme 'v9'"):
+        nonces.check_scheme("v9")
 
 
-def test_key_generator_uses_v2_by_default_and_keeps_v1_selectable(tiny_onnx_model):
+def test_key_generator_uses_v3_by_default_and_keeps_v2_v1_selectable(tiny_onnx_model):
     from keras_dkg.embedded import seed_path
     from keras_dkg.runtime.imageio import read_image
     from keras_dkg.runtime.keygen import KeyGenerator
     from keras_dkg.runtime.preprocess import preprocess_uint8
 
-    v2 = KeyGenerator(tiny_onnx_model, provider="cpu")
-    base = v2.generate(seed_path(), (24, 20))
+    v3 = KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime")
+    base = v3.generate(seed_path(), (24, 20))
+    for key, nonce in zip(v3.generate_many(seed_path(), (24, 20), ["a", "b"]), ["a", "b"], strict=True):
+        assert key.record["nonce_scheme"].startswith("v3:")
+        expected = nonces.block_key(base.pixels, (24, 20), nonce, v3.model_sha256, key.record["seed_sha256"])
+        np.testing.assert_array_equal(key.pixels, expected)
+    v2 = KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime", nonce_scheme="v2")
+    np.testing.assert_array_equal(v2.generate(seed_path(), (24, 20)).pixels, base.pixels)  # nonce-free: G's key
     keys = v2.generate_many(seed_path(), (24, 20), ["a", "b"])
     for key, nonce in zip(keys, ["a", "b"], strict=True):
         assert key.record["nonce_scheme"].startswith("v2:")
         expected = nonces.permute_key(base.pixels, nonce, v2.model_sha256, key.record["seed_sha256"])
         np.testing.assert_array_equal(key.pixels, expected)
-    v1 = KeyGenerator(tiny_onnx_model, provider="cpu", nonce_scheme="v1")
+    v1 = KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime", nonce_scheme="v1")
     key = v1.generate(seed_path(), (24, 20), nonce="a")
     assert key.record["nonce_scheme"].startswith("v1:")
     perturbed = nonces.perturb_seed(preprocess_uint8(read_image(seed_path()), (24, 20)), "a")

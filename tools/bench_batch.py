@@ -164,7 +164,7 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
 
 
 def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, store: str = "plain",
-               engine: str = "local") -> dict:
+               engine: str = "local", backend: str = "auto") -> dict:
     from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
     from keras_dkg.runtime.custody import Credentials
 
@@ -179,7 +179,7 @@ def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chu
         credentials = Credentials(passphrase="bench passphrase")
     engine_options = {"engine": "ray", "workers": jobs} if engine == "ray" else {"jobs": jobs}
     report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, chunk=chunk,
-                            credentials=credentials, **engine_options)
+                            credentials=credentials, backend=backend, **engine_options)
     seconds = time.perf_counter() - start
     assert report.exit_code == 0, report.failed[:3]
     done = [f for f in report.files if f.status == "encrypted"]
@@ -191,7 +191,7 @@ def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chu
     shutil.rmtree(out)
     shutil.rmtree(keys)
     split = {phase: 1000 * value / max(1, len(done)) for phase, value in report.timing_s.items()}
-    return {"files": len(done), "seconds": seconds, "ray_startup_s": report.options.get("ray_startup_s", 0.0), "files_s": len(done) / seconds, "mb_s": megabytes / seconds,
+    return {"files": len(done), "seconds": seconds, "key_engine": report.options.get("key_engine", {}), "ray_startup_s": report.options.get("ray_startup_s", 0.0), "files_s": len(done) / seconds, "mb_s": megabytes / seconds,
             "verify_files_s": len(done) / verify_seconds, "verify_mb_s": megabytes / verify_seconds,
             "split": split}
 
@@ -223,31 +223,65 @@ def child_run(root: Path, folder: Path, model: Path, seed: Path, work: Path, job
     return json.loads(done.stdout.strip().splitlines()[-1])["files_s"]
 
 
+VOLUME_SNIPPET = """
+import json, sys, time
+root, source, out, keys, model, seed = sys.argv[1:7]
+sys.path.insert(0, root)
+import keras_dkg
+assert keras_dkg.__file__.startswith(root), keras_dkg.__file__
+from keras_dkg.runtime import cipher_cli
+start = time.perf_counter()
+code = cipher_cli.encrypt_main([source, "-o", out, "--model", model, "--seed", seed, "--keys", keys])
+assert code == 0, code
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def make_volume(work: Path, shape: tuple[int, ...]) -> Path:
+    """An int16 .nii.gz of smooth anatomy-like values plus noise, so gzip has work like on scans."""
+    import nibabel
+
+    source = work / "volume.nii.gz"
+    if not source.exists():
+        rng = np.random.default_rng(0)
+        x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+        data = (1000 * np.exp(-3 * (x ** 2 + y ** 2 + z ** 2)) + rng.normal(0, 20, shape)).astype(np.int16)
+        nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), source)
+    return source
+
+
+def volume_child(root: Path, source: Path, model: Path, seed: Path, work: Path, tag: str) -> float:
+    """Seconds of one whole `dkg-encrypt VOLUME.nii.gz` (read, key, XOR, .nii.gz write, key store) in a child."""
+    out, keys = work / f"volume_out_{tag}.nii.gz", work / f"volume_keys_{tag}"
+    done = subprocess.run([sys.executable, "-c", VOLUME_SNIPPET, str(root), str(source), str(out), str(keys),
+                           str(model), str(seed)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"volume run in {root} failed:\n{done.stderr[-2000:]}")
+    out.unlink()
+    shutil.rmtree(keys)
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
 def volume_split(model: Path, seed: Path, work: Path, shape: tuple[int, ...]) -> dict[str, float]:
     """Seconds of each phase of encrypting one int16 NIfTI volume (.nii.gz), one after the other."""
     import gzip as gzip_module
-
-    import nibabel
 
     from keras_dkg.runtime import formats
     from keras_dkg.runtime.cipher import encrypt_array, key_size_for
     from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
 
-    rng = np.random.default_rng(0)  # smooth anatomy-like values plus noise, so gzip has work like on scans
-    x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
-    data = (1000 * np.exp(-3 * (x ** 2 + y ** 2 + z ** 2)) + rng.normal(0, 20, shape)).astype(np.int16)
-    source = work / "volume.nii.gz"
-    nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), source)
+    source = make_volume(work, shape)
     times: dict[str, float] = {}
     start = time.perf_counter()
     plain = formats.open_plaintext(source)
     plain.array, plain.context  # noqa: B018 - both are computed on first use
     times["read + gunzip + parse"] = time.perf_counter() - start
-    generator = KeyGenerator(model)
     size = key_size_for(plain.array.shape, plain.array.dtype)
-    start = time.perf_counter()
-    key = generator.generate(seed, size=size, nonce=random_nonce())
-    times[f"key generation ({size[0]}×{size[1]})"] = time.perf_counter() - start
+    for scheme in ("v2", "v3"):
+        generator = KeyGenerator(model, nonce_scheme=scheme)
+        start = time.perf_counter()
+        key = generator.generate(seed, size=size, nonce=random_nonce())
+        times[f"key generation, nonce scheme {scheme} ({size[0]}×{size[1]})"] = time.perf_counter() - start
     start = time.perf_counter()
     ciphertext, meta = encrypt_array(plain.array, key.pixels, context=plain.context)
     times["xor + tag"] = time.perf_counter() - start
@@ -275,6 +309,8 @@ def main() -> None:
                         help="batch engines, side by side (ray: --jobs N actors on a local Ray started once)")
     parser.add_argument("--stores", nargs="+", choices=("plain", "protected"), default=["plain", "protected"],
                         help="key store kinds, each run side by side (default: both)")
+    parser.add_argument("--backends", nargs="+", choices=("auto", "onnxruntime", "openvino"), default=["auto"],
+                        help="key engines, side by side (default: auto, what dkg-encrypt uses)")
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--volume", type=int, nargs="*", default=[240, 240, 155], metavar="N",
                         help="shape of the int16 NIfTI volume whose encryption is split into phases "
@@ -308,21 +344,23 @@ def main() -> None:
             start = time.perf_counter()
             ray.init(num_cpus=max(args.jobs), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             print(f"Ray {ray.__version__} start-up: {time.perf_counter() - start:.2f} s (not in the rows)\n")
-        print("| data | engine | jobs / workers | store | files | files/s | MB/s | verify files/s | verify MB/s | "
-              "files/s ÷ first row of its jobs |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| data | engine | jobs / workers | store | key engine | files | files/s | MB/s | verify files/s | "
+              "verify MB/s | files/s ÷ first row of its jobs |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         batch_splits = []
         for label, folder in folders.items():
             for jobs in args.jobs:
                 first_rate = None
-                for engine in args.engines:
-                    for store in args.stores:
-                        runs = [end_to_end(folder, model, seed, work, jobs, args.chunk, store, engine)
+                for engine, store, backend in ((e, s, b) for e in args.engines for s in args.stores
+                                               for b in args.backends):
+                        runs = [end_to_end(folder, model, seed, work, jobs, args.chunk, store, engine, backend)
                                 for _ in range(args.repeat)]
                         r = sorted(runs, key=lambda run: run["files_s"])[len(runs) // 2]  # the median run
                         first_rate = first_rate or r["files_s"]
                         batch_splits.append((f"{label}, {engine}, {store}", jobs, r["split"]))
-                        print(f"| {label} | {engine} | {jobs} | {store} | {r['files']} | {r['files_s']:.2f} | "
+                        key_engine = r["key_engine"]
+                        chosen = f"{backend}: {key_engine.get('name')} {key_engine.get('precision')}"
+                        print(f"| {label} | {engine} | {jobs} | {store} | {chosen} | {r['files']} | {r['files_s']:.2f} | "
                               f"{r['mb_s']:.2f} | {r['verify_files_s']:.2f} | {r['verify_mb_s']:.2f} | "
                               f"{r['files_s'] / first_rate:.2f} |", flush=True)
         if args.baseline:
@@ -338,6 +376,16 @@ def main() -> None:
                                                         f"{tag}{repeat}"))
                     old, new = (float(np.median(rates[t])) for t in ("baseline", "current"))
                     print(f"| {label} | {jobs} | {old:.2f} | {new:.2f} | {new / old:.2f} |", flush=True)
+            if args.volume:
+                source = make_volume(work, tuple(args.volume))
+                seconds: dict[str, list[float]] = {"baseline": [], "current": []}
+                for repeat in range(2):
+                    for tag, root in (("baseline", args.baseline.resolve()), ("current", ROOT)):
+                        seconds[tag].append(volume_child(root, source, model, seed, work, f"{tag}{repeat}"))
+                old, new = (float(np.median(seconds[t])) for t in ("baseline", "current"))
+                print(f"\nOne {'×'.join(map(str, args.volume))} int16 .nii.gz, whole dkg-encrypt (child processes, "
+                      f"alternating, median of 2): baseline {old:.2f} s, this checkout {new:.2f} s, "
+                      f"speed-up {old / new:.2f}×", flush=True)
         print()
         print("The batch's own timers (encryption runs above), ms per file summed over workers;")
         print("encode is inside write (one save_ciphertext call per file):")

@@ -129,6 +129,45 @@ def bench_ort(model: Path, size: int, batches: list[int], quick: bool) -> list[d
     return rows
 
 
+def engine_variants() -> list[tuple[str, str, str]]:
+    """(backend, precision, settings) of every installed key engine (keras_dkg.runtime.engines)."""
+    from keras_dkg.runtime import engines
+
+    found = [("onnxruntime", "fp32", "defaults"), ("onnxruntime", "fp32", "tuned")]
+    if "openvino" in engines.available_backends():
+        precisions = ["fp32", "bf16"] if engines.cpu_has_bf16() else ["fp32"]
+        found += [("openvino", p, s) for p in precisions for s in ("latency", "throughput")]
+    return found
+
+
+def bench_engines(model: Path, size: int, batches: list[int], quick: bool) -> list[dict]:
+    """ms/key of every key engine, taking turns, with parity against onnxruntime fp32 (defaults)."""
+    from keras_dkg.runtime.engines import create_engine
+    from keras_dkg.runtime.preprocess import quantize_key
+
+    data = model.read_bytes()
+    built = [(variant, create_engine(data, model.name, *variant[:2], settings=variant[2]))
+             for variant in engine_variants()]
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        x = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+        outputs = [engine.run(x) for _, engine in built]  # warm-up, and the outputs for parity
+        for _, engine in built:
+            engine.run(x)
+        reference = outputs[0]
+        times = [[] for _ in built]
+        for _ in range(repeats_for(batch, quick)):
+            for index, (_, engine) in enumerate(built):
+                times[index].append(_timed(lambda e=engine, x=x: e.run(x)))
+        for (variant, engine), output, t in zip(built, outputs, times, strict=True):
+            differ = float(np.mean(quantize_key(output) != quantize_key(reference)))
+            rows.append({"path": f"engine {' '.join(variant)}", "batch": batch, "seconds": float(np.median(t)),
+                         "max_abs": float(np.max(np.abs(output - reference))), "bytes_differ": differ,
+                         "version": engine.info.version})
+    return rows
+
+
 def sgemm_gflops(quick: bool) -> float:
     n = 1024 if quick else 2048
     a = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
@@ -163,6 +202,7 @@ def bench_xor(quick: bool) -> list[dict]:
 def child_main(model: Path, size: int, batches: list[int], quick: bool) -> None:
     result = {
         "ort": bench_ort(model, size, batches, quick),
+        "engines": bench_engines(model, size, batches, quick),
         "sgemm_gflops": sgemm_gflops(quick),
         "xor": bench_xor(quick),
         "cpus": os.cpu_count(),
@@ -239,6 +279,16 @@ def print_table(rows: list[dict], gflop: float, child: dict, size: int) -> None:
         print(f"| {row['path']} | {row['batch']} | {per_key * 1000:.1f} | {1 / per_key:.1f} | {rate:.0f} | "
               f"{rate / peak:.0%} | {PAPER_SECONDS_PER_KEY / per_key:.0f}x | "
               f"{baseline['seconds'] / per_key:.2f}x |")
+    tuned = next(r for r in rows if r["path"].startswith("onnxruntime CPU, tuned") and r["batch"] == 1)
+    print("\nKey engines (keras_dkg.runtime.engines; the rows take turns), parity against onnxruntime fp32 "
+          "defaults on the same input\n")
+    print("| engine | version | batch | ms/key | vs dkg-keygen before issue 27 (ORT tuned, b1) | max \\|Δ\\| | "
+          "key bytes differing |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for row in child["engines"]:
+        per_key = row["seconds"] / row["batch"]
+        print(f"| {row['path'][7:]} | {row['version']} | {row['batch']} | {per_key * 1000:.1f} | "
+              f"{tuned['seconds'] / per_key:.2f}x | {row['max_abs']:.2g} | {100 * row['bytes_differ']:.2f} % |")
     print("\nXOR of plaintext bytes with key bytes\n")
     print("| path | MB/s | vs memcpy |")
     print("|---|---:|---:|")

@@ -323,6 +323,8 @@ def encrypt_folder(
     overwrite: bool = False,
     report: str | os.PathLike | None = None,
     provider: str = "auto",
+    backend: str = "auto",
+    precision: str = "auto",
     cipher: str = "xor",
     chunk: int = DEFAULT_CHUNK,
     progress: bool = False,
@@ -360,7 +362,8 @@ def encrypt_folder(
 
     load_seed(seed)  # an unreadable seed (an image, or VOLUME.nii[.gz][:SLICE]) stops the batch before any work
     # so does a broken model; this session serves a one-process batch (workers open their own)
-    generator = KeyGenerator(model, provider=provider, batch_size=chunk)
+    generator = KeyGenerator(model, provider=provider, batch_size=chunk, backend=backend, precision=precision)
+    engine_info = generator.engine.info  # workers run the engine the driver chose (`auto` measures once)
     make_folder(out_dir)
     with folder_lock(out_dir):  # a second batch into OUT_DIR now is refused, not interleaved
         from keras_dkg.runtime.keystore import KeyStore
@@ -373,12 +376,13 @@ def encrypt_folder(
         settings = {
             "command": "encrypt", "input": str(in_dir), "output": str(out_dir), "keys": str(keys),
             "model": str(model), "seed": str(seed), "provider": provider, "cipher": cipher,
+            "backend": engine_info.name, "precision": engine_info.precision, "engine_settings": engine_info.settings,
             "resume": resume, "overwrite": overwrite, "chunk": chunk, "threads": _default_threads(jobs),
             "quiet_opencv": quiet, "credentials": credentials, **engine_settings,
         }
         result = BatchReport("encrypt", str(in_dir), str(out_dir), str(keys), utc_timestamp(), jobs=jobs, options={
             "model": str(model), "seed": str(seed), "resume": resume, "overwrite": overwrite,
-            "cipher": cipher, "provider": provider, "engine": engine,
+            "cipher": cipher, "provider": provider, "engine": engine, "key_engine": engine_info.record(),
         })
         relatives = [p.relative_to(in_dir).as_posix() for p in images]
         return _process(result, settings, relatives, others, jobs, progress, started, destination, generator)

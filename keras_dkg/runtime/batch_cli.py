@@ -127,7 +127,7 @@ def _encrypt(args) -> int:
     report = encrypt_folder(
         args.batch, args.output, keys=args.keys, model=args.model, seed=args.seed, jobs=1 if args.jobs is None else args.jobs,
         resume=args.resume, overwrite=args.overwrite, report=args.report, provider=args.provider,
-        cipher=args.cipher, progress=_progress(args), quiet=True, credentials=_credentials(args), **_engine(args),
+        backend=args.backend, precision=args.precision, cipher=args.cipher, progress=_progress(args), quiet=True, credentials=_credentials(args), **_engine(args),
     )
     return _print_outcome("dkg-encrypt", report, args.report or f"{args.output}/{REPORT_NAME}")
 

@@ -53,7 +53,10 @@ def init_worker(settings: dict, generator=None) -> None:
             from keras_dkg.runtime.keygen import KeyGenerator
 
             generator = KeyGenerator(settings["model"], provider=settings["provider"],
-                                     threads=settings.get("threads"), batch_size=settings["chunk"])
+                                     threads=settings.get("threads"), batch_size=settings["chunk"],
+                                     backend=settings.get("backend", "onnxruntime"),
+                                     precision=settings.get("precision", "auto"),
+                                     engine_settings=settings.get("engine_settings"))
         _STATE["generator"] = generator
 
 

@@ -30,6 +30,7 @@ from keras_dkg.common import printable
 from keras_dkg.errors import DkgError, InputError, run_cli
 from keras_dkg.options import (
     add_cipher,
+    add_key_engine,
     add_output,
     add_overwrite,
     add_provider,
@@ -95,6 +96,7 @@ def encrypt_parser() -> argparse.ArgumentParser:
                      "store is opened with DKG_KEYSTORE_PASSPHRASE, a prompt, or --key-file)")
     add_store_key_file(key)
     add_provider(key)
+    add_key_engine(key)
     add_cipher(parser)
     parser.add_argument("--allow-key-reuse", action="store_true",
                         help="allow a key that already encrypted another image (xor; hardened does not need it)")
@@ -112,6 +114,7 @@ def decrypt_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", help="KEY.png with its KEY.json record (one file only)")
     parser.add_argument("--keys", help="key store folder: the key is found by the ciphertext's key fingerprint")
     add_store_key_file(parser)
+    add_key_engine(parser, generates=False)
     add_overwrite(parser)
     batch_cli.add_batch_options(parser, "decrypt")
     return parser
@@ -162,7 +165,7 @@ def encrypt(args: argparse.Namespace) -> str:
         # an existing (maybe protected) store is opened before the model is loaded; a new one only
         # once the key is made, so a bad model or seed creates no store
         store = open_store(args, create=True, credentials=credentials) if is_key_store(args.keys) else None  # a writer
-        generator = KeyGenerator(args.model, provider=args.provider)
+        generator = KeyGenerator(args.model, provider=args.provider, backend=args.backend, precision=args.precision)
         key = generator.generate(args.seed, size=size, nonce=random_nonce())
         store = store or open_store(args, create=True, credentials=credentials)
         store.add(key)

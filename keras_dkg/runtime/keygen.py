@@ -12,39 +12,55 @@ max(`tile_pixels`, MAX_BATCH_PIXELS) pixels at once; keys are limited to MAX_KEY
 and MAX_KEY_SIDE, and `estimate_peak_bytes` / `estimate_seconds` say what a job needs
 before it starts.
 
-A nonce makes one seed give many keys, by a scheme of `keras_dkg.runtime.nonces`: v2
-(the default) runs the generator once per seed and size and permutes that base key's
-bytes per nonce; v1 (the first round's) perturbs the seed per nonce. `nonce=None` is the
-base key under both. Records name their scheme (`nonce_scheme`).
+A nonce makes one seed give many keys, by a scheme of `keras_dkg.runtime.nonces`: v3
+(the default) runs the generator once per seed at no more than 256² and fills a key of any
+size with ChaCha20-keyed permutations of that base key, block by block; v2 runs it once
+per seed and size and permutes the whole key per nonce; v1 (the first round's) perturbs
+the seed per nonce. `nonce=None` is the generator's key at the full size under all three.
+Records name their scheme (`nonce_scheme`) and the engine that computed the key (`engine`:
+onnxruntime or OpenVINO, version, precision; `keras_dkg.runtime.engines`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 import keras_dkg
-from keras_dkg.common import short_error, utc_timestamp
+from keras_dkg.common import utc_timestamp
 from keras_dkg.errors import InputError, ModelError
 from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
+from keras_dkg.runtime.engines import (
+    AUTO,
+    BACKEND_CHOICES,
+    FP32,
+    ONNXRUNTIME,
+    PRECISION_CHOICES,
+    check_choice,
+    create_engine,
+    run_checked,
+)
 from keras_dkg.runtime.imageio import image_from_bytes
 from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, MAX_MODEL_BYTES, read_bounded
 from keras_dkg.runtime.keys import Key, make_record
 from keras_dkg.runtime.nonces import (
+    BLOCK_SIDE,
     DEFAULT_SCHEME,
     DESCRIPTIONS,
     V1,
+    V3,
+    block_key,
     check_scheme,
     permute_key,
     perturb_seed,
 )
 from keras_dkg.runtime.preprocess import parse_size, preprocess_uint8, quantize_key, scale_to_unit
-from keras_dkg.runtime.providers import create_session, session_options
 from keras_dkg.runtime.tiling import SINGLE_SCHEME, TilePlan, check_tiling, plan_tiles
 
 DEFAULT_BATCH = 16
@@ -78,6 +94,7 @@ BASE_BYTES = 200 << 20
 RUN_BYTES_PER_PIXEL = 450
 KEY_BYTES_PER_PIXEL = 21 + 12
 CPU_SECONDS_PER_PIXEL = 1.8e-6
+BASE_KEY_CACHE_BYTES = 64 << 20  # base keys kept per generator (v2/v3): a v3 base key is at most 192 KiB
 
 
 def random_nonce() -> str:
@@ -131,21 +148,42 @@ def estimate_seconds(size, count: int = 1, tile_pixels: int = TILE_PIXELS, tile_
     return CPU_SECONDS_PER_PIXEL * pixels * max(1, int(count))
 
 
+def block_size(target: tuple[int, int]) -> tuple[int, int]:
+    """v3: the generation size of the base key of a `target` key: its own, or BLOCK_SIDE² when larger."""
+    padded = generation_size(target)
+    if padded[0] * padded[1] <= BLOCK_SIDE * BLOCK_SIDE:
+        return padded
+    return BLOCK_SIDE, BLOCK_SIDE
+
+
 @dataclass
 class KeyJob:
-    """One seed prepared for keys of one size: the uint8 seed at the generation size, and how to run it."""
+    """One seed prepared for keys of one size: the decoded seed, its target, and how to run it."""
 
-    base: np.ndarray  # H×W×3 uint8 at the generation size
+    source: np.ndarray  # the decoded seed, resized on demand (`seed_at`)
+    padded: tuple[int, int]  # the generation size of the full key
     target: tuple[int, int]
     plan: TilePlan | None  # None: one run per key (batched)
     seed_sha256: str
     seed_label: str
     seed_nbytes: int  # the decoded seed's pixels, held while it was resized
-    base_key: np.ndarray | None = None  # nonce scheme v2: the generator's key for the unperturbed seed
+    base_key: np.ndarray | None = None  # nonce schemes v2/v3: the generator's key for the unperturbed seed
+    _seeds: dict = field(default_factory=dict, repr=False)
+
+    def seed_at(self, size: tuple[int, int]) -> np.ndarray:
+        """The uint8 H×W×3 seed preprocessed at a generation size (made once per size)."""
+        if size not in self._seeds:
+            self._seeds[size] = preprocess_uint8(self.source, size)
+        return self._seeds[size]
+
+    @property
+    def base(self) -> np.ndarray:
+        """The seed at the full key's generation size (nonce-free keys, v1, v2)."""
+        return self.seed_at(self.padded)
 
     @property
     def generation_size(self) -> tuple[int, int]:
-        return tuple(self.base.shape[:2])  # type: ignore[return-value]
+        return self.padded
 
     @property
     def generation(self) -> dict:
@@ -181,13 +219,23 @@ class KeyGenerator:
         see MAX_BATCH_PIXELS).
     tile_pixels, tile_overlap : keys of more generation pixels are made in windows of at
         most `tile_pixels` pixels overlapping by `tile_overlap` (scheme `tiled/1`).
-    nonce_scheme : "v2" (default: one generator run per seed, a keyed permutation per
-        nonce) or "v1" (a perturbed seed per nonce); see `keras_dkg.runtime.nonces`.
+    nonce_scheme : "v3" (default: one generator run of at most 256² per seed, keyed block
+        permutations), "v2" (one run per seed and size, a keyed permutation per nonce) or
+        "v1" (a perturbed seed per nonce); see `keras_dkg.runtime.nonces`.
+    backend : "onnxruntime" (the default here: analyses get the exported model's own fp32
+        arithmetic), "openvino", or "auto" (the engine this machine measures fastest,
+        `engine_choice`; what dkg-keygen, dkg-encrypt and the batch use by default).
+    precision : "fp32" (default), "bf16", or "auto" (bf16 where the engine and CPU support
+        it). bf16 keys have fp32's entropy, χ² and nonce relatedness, but their one-pixel
+        NPCR is inflated by rounding (docs/performance.md): measure the generator in fp32.
+    engine_settings : a named backend's session settings (onnxruntime: "defaults" or
+        "tuned"; openvino: "latency" or "throughput"); None: the backend's default.
     """
 
     def __init__(self, model_path: str | os.PathLike, provider: str = "auto", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH, tile_pixels: int = TILE_PIXELS, tile_overlap: int = TILE_OVERLAP,
-                 nonce_scheme: str = DEFAULT_SCHEME):
+                 nonce_scheme: str = DEFAULT_SCHEME, backend: str = ONNXRUNTIME, precision: str = FP32,
+                 engine_settings: str | None = None):
         self.model_path = Path(model_path)
         self.nonce_scheme = check_scheme(nonce_scheme)
         check_tiling(tile_pixels, tile_overlap)
@@ -197,34 +245,26 @@ class KeyGenerator:
         except InputError as exc:  # missing, a folder, a FIFO, a device, too big
             raise ModelError(str(exc)) from exc
         self.model_sha256 = digest(model_bytes)
-        self.session, self.provider = create_session(
-            model_bytes, str(self.model_path), provider, session_options(threads)
-        )
-        self.batch_size = max(1, int(batch_size))
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self._input = self._check_signature()
-        self._probe()
+        backend = check_choice(backend, BACKEND_CHOICES, "backend")
+        precision = check_choice(precision, PRECISION_CHOICES, "precision")
+        if backend == AUTO:
+            from keras_dkg.runtime.engine_choice import choose
 
-    def _check_signature(self) -> str:
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(
-                f"{self.model_path}: expected one input and one output, got {len(inputs)} and {len(outputs)}"
-            )
-        spec = inputs[0]
-        channels = spec.shape[-1] if spec.shape else None
-        if len(spec.shape) != 4 or spec.type != "tensor(float)" or (isinstance(channels, int) and channels != 3):
-            raise ModelError(
-                f"{self.model_path}: input {spec.name!r} is {spec.type} {spec.shape}; "
-                "expected float32 of rank 4 (N, H, W, 3)"
-            )
-        if outputs[0].shape and len(outputs[0].shape) != 4:
-            raise ModelError(f"{self.model_path}: output has rank {len(outputs[0].shape)}; expected 4 (N, H, W, 3)")
-        return spec.name
+            self.engine, self.engine_choice = choose(model_bytes, str(self.model_path), self.model_sha256,
+                                                     precision, provider, threads)
+        else:
+            self.engine = create_engine(model_bytes, str(self.model_path), backend, precision, provider, threads,
+                                        engine_settings)
+            self.engine_choice = f"backend {backend}: {self.engine.info.describe()} (as asked)"
+        self.provider = self.engine.info.device
+        self.batch_size = max(1, int(batch_size))
+        self.metadata = self.engine.metadata
+        self._base_keys: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._probe()
 
     def _probe(self) -> None:
         """One tiny run: the output must be finite and have the input's shape."""
-        _, height, width, _ = (v if isinstance(v, int) else None for v in self.session.get_inputs()[0].shape)
+        _, height, width, _ = (v if isinstance(v, int) else None for v in self.engine.signature.input_shape)
         shape = (1, height or _PROBE_SIZE, width or _PROBE_SIZE, 3)
         ramp = np.linspace(-1.0, 1.0, num=int(np.prod(shape)), dtype=np.float32).reshape(shape)
         output = self._run(ramp)
@@ -232,13 +272,7 @@ class KeyGenerator:
             raise ModelError(f"{self.model_path}: maps {ramp.shape} to {output.shape}; a generator keeps the shape")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        try:
-            output = self.session.run(None, {self._input: batch})[0]
-        except Exception as exc:  # onnxruntime's own exception types
-            raise ModelError(f"{self.model_path}: inference failed on {batch.shape} ({short_error(exc, 300)})") from exc
-        if not np.isfinite(output).all():
-            raise ModelError(f"{self.model_path}: generator output contains NaN or infinite values (broken weights?)")
-        return output
+        return run_checked(self.engine, batch, str(self.model_path))
 
     def prepare(self, seed: str | os.PathLike | np.ndarray, size=None) -> KeyJob:
         """Read the seed and bring it to the generation size; `size`: N, (h, w), "HxW" or None (the seed's)."""
@@ -247,9 +281,14 @@ class KeyGenerator:
         target = check_key_size(requested or tuple(int(v) for v in pixels.shape[:2]),
                                 "key size" if requested else f"{seed_label} (the seed's own size)")
         padded = generation_size(target)
-        base = preprocess_uint8(pixels, padded)
         plan = plan_tiles(padded, self.tile_pixels, self.tile_overlap)
-        return KeyJob(base, target, plan, seed_sha256, seed_label, int(pixels.nbytes))
+        return KeyJob(pixels, padded, target, plan, seed_sha256, seed_label, int(pixels.nbytes))
+
+    def runs_tiled(self, job: KeyJob, nonces: Sequence[str | int | None]) -> bool:
+        """Whether the generator covers these keys window by window (v3 keys of a nonce never are)."""
+        if job.plan is None:
+            return False
+        return not (self.nonce_scheme == V3 and all(nonce is not None for nonce in nonces))
 
     def generate(self, seed: str | os.PathLike | np.ndarray, size=None, nonce: str | int | None = None) -> Key:
         """One key. `size`: N, (h, w) or "HxW"; None = the seed's own size."""
@@ -264,14 +303,49 @@ class KeyGenerator:
     def keys(self, job: KeyJob, nonces: Sequence[str | int | None]) -> Iterator[Key]:
         """The keys of a prepared job, one at a time (a caller that saves each holds one key, not all)."""
         names = [None if n is None else str(n) for n in nonces]
+        if self.nonce_scheme == V3 and any(name is not None for name in names):
+            yield from self._block_keys(job, names)
+            return
         if self.nonce_scheme != V1:  # v2: the generator once, then a keyed permutation per nonce
             if job.base_key is None:
-                job.base_key = next(self._runs(job, [None]))
+                job.base_key = self._base_key(job, ("full", *job.target), lambda: next(self._runs(job, [None])))
             for nonce in names:
                 yield self._key(job, nonce, permute_key(job.base_key, nonce, self.model_sha256, job.seed_sha256))
             return
         for nonce, pixels in zip(names, self._runs(job, names), strict=True):
             yield self._key(job, nonce, pixels)
+
+    def _block_keys(self, job: KeyJob, names: list[str | None]) -> Iterator[Key]:
+        """v3: one generator run at the block size, then the nonce's block permutations of that base key."""
+        size = block_size(job.target)
+        base_key = None
+        for nonce in names:
+            if nonce is None:  # the generator's own key at the full size, as under v1/v2
+                yield next(self.keys(job, [None]))
+                continue
+            if base_key is None:
+                base_key = self._base_key(job, ("block", *size), lambda: np.ascontiguousarray(
+                    quantize_key(self._run(scale_to_unit(job.seed_at(size))[None]))[0]))
+            pixels = block_key(base_key, job.target, nonce, self.model_sha256, job.seed_sha256)
+            blocks = -(-pixels.size // base_key.size)
+            yield self._key(job, nonce, pixels, {"scheme": "blocks/1", "block": list(size), "blocks": blocks},
+                            list(size))
+
+    def _base_key(self, job: KeyJob, size: tuple, make) -> np.ndarray:
+        """The generator's key for this seed at this size, made once per generator (a batch asks per chunk).
+
+        Kept in a small LRU of at most BASE_KEY_CACHE_BYTES: a batch of one seed and a few file
+        sizes then runs the generator once per size, not once per chunk of files.
+        """
+        key = (job.seed_sha256, tuple(size))
+        if key in self._base_keys:
+            self._base_keys.move_to_end(key)
+            return self._base_keys[key]
+        base = make()
+        self._base_keys[key] = base
+        while sum(v.nbytes for v in self._base_keys.values()) > BASE_KEY_CACHE_BYTES and len(self._base_keys) > 1:
+            self._base_keys.popitem(last=False)
+        return base
 
     def _runs(self, job: KeyJob, names: list[str | None]) -> Iterator[np.ndarray]:
         """Generator outputs (key pixels) for v1-perturbed seeds, batched or window by window."""
@@ -303,13 +377,15 @@ class KeyGenerator:
                                                               left:left + right - cols.start]
         return key
 
-    def _key(self, job: KeyJob, nonce: str | None, pixels: np.ndarray) -> Key:
+    def _key(self, job: KeyJob, nonce: str | None, pixels: np.ndarray, generation: dict | None = None,
+             size: list[int] | None = None) -> Key:
         record = make_record(
             pixels,
             model_sha256=self.model_sha256, model=self.model_path.name,
             seed_sha256=job.seed_sha256, seed=job.seed_label,
             nonce=nonce, nonce_scheme=DESCRIPTIONS[self.nonce_scheme] if nonce is not None else None,
-            generation_size=list(job.generation_size), generation=job.generation, provider=self.provider,
+            generation_size=size or list(job.generation_size), generation=generation or job.generation,
+            provider=self.provider, engine=self.engine.info.record(),
             package_version=keras_dkg.__version__, created=utc_timestamp(),
         )
         return Key(pixels, record)

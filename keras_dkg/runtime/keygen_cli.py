@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from keras_dkg.errors import InputError, OutputError, run_cli
+from keras_dkg.options import add_key_engine
 from keras_dkg.runtime.keygen import (
     KeyGenerator,
     KeyJob,
@@ -46,10 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nonce", help="nonce that gives this file its own key (default: none for one key, "
                         "random for --count)")
     parser.add_argument("--nonce-scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
-                        help="v2: one generator run, a keyed permutation of its key per nonce (keys as unrelated "
-                             "as independent keys with that histogram); v1: the first round's perturbed seed "
-                             "(default: %(default)s; docs/keys.md)")
+                        help="v3: one generator run of at most 256x256 per seed, ChaCha20-keyed permutations of its "
+                             "key block by block (keys of any size as unrelated as independent keys with that "
+                             "histogram); v2: the same with PCG64 and one run at the key's full size; v1: the first "
+                             "round's perturbed seed (default: %(default)s; docs/keys.md)")
     parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="onnxruntime provider (default: auto)")
+    add_key_engine(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="say which key engine runs and why (stderr)")
     parser.add_argument("--count", type=int, default=1, help="number of keys (KEY_000.png, ...; default: 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing files at the output paths; never a key (a KEY.png with its KEY.json "
@@ -98,11 +102,15 @@ def run(args: argparse.Namespace) -> list[str]:
     for path in targets:
         guard.check_file(path, "key")
         guard.check_file(record_path_for(path), "key record")
-    generator = KeyGenerator(args.model, provider=args.provider, nonce_scheme=args.nonce_scheme)
+    generator = KeyGenerator(args.model, provider=args.provider, nonce_scheme=args.nonce_scheme,
+                             backend=args.backend, precision=args.precision)
+    if args.verbose:
+        print(f"{PROG}: {generator.engine_choice}", file=sys.stderr)
     job = generator.prepare(args.seed, size)
-    if job.plan is not None:
+    nonces = nonces_for(args.nonce, args.count)
+    if generator.runs_tiled(job, nonces):
         print(job_note(job, args.count, generator), flush=True)
-    keys = generator.keys(job, nonces_for(args.nonce, args.count))
+    keys = generator.keys(job, nonces)
     lines, written = [], []
     try:
         for path, key in zip(targets, keys, strict=True):

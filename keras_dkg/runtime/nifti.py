@@ -246,9 +246,15 @@ def _set_vox_offset(prefix: bytearray, layout: Layout, value: int) -> None:
     struct.pack_into(f"{layout.endian}{code}", prefix, offset_at, value)
 
 
-def _write(path: Path, data: bytes, overwrite: bool) -> Path:
+# Ciphertext voxels are random bytes that deflate cannot shrink: stored blocks (level 0) give a
+# smaller .nii.gz than level 6 (17.857 vs 17.861 MB for a 240x240x155 int16 volume) in 1/20 of
+# the time (0.02 vs 0.5-0.7 s); decrypted plaintexts keep level 6.
+CIPHERTEXT_GZIP_LEVEL, PLAINTEXT_GZIP_LEVEL = 0, 6
+
+
+def _write(path: Path, data: bytes, overwrite: bool, level: int = PLAINTEXT_GZIP_LEVEL) -> Path:
     if path.name.lower().endswith(".gz"):
-        data = gzip.compress(data, compresslevel=6, mtime=0)
+        data = gzip.compress(data, compresslevel=level, mtime=0)
     return write_bytes_atomic(path, data, overwrite=overwrite)
 
 
@@ -303,7 +309,8 @@ class NiftiPlaintext(_Volume):
         cipher_bytes = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
         if len(cipher_bytes) != layout.voxel_bytes:
             raise OutputError(f"{target}: ciphertext has {len(cipher_bytes)} bytes, the volume {layout.voxel_bytes}")
-        return _write(target, bytes(prefix) + extension + cipher_bytes + self.trailing, overwrite)
+        return _write(target, bytes(prefix) + extension + cipher_bytes + self.trailing, overwrite,
+                      CIPHERTEXT_GZIP_LEVEL)
 
 
 @dataclass
