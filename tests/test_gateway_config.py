@@ -34,6 +34,9 @@ def test_config_reads_every_key(tmp_path):
     assert config.keys == tmp_path / "keys" and config.tls.ca == tmp_path / "ca.crt" and not config.tls.pacs
     assert config.allow[0].services == {"store", "echo"}
     assert config_from_dict(BASE).cipher == "hardened"  # the default for patient data
+    engine = config_from_dict({**BASE, "backend": "onnxruntime", "precision": "fp32"})
+    assert (engine.backend, engine.precision) == ("onnxruntime", "fp32")
+    assert (config_from_dict(BASE).backend, config_from_dict(BASE).precision) == ("auto", "auto")
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -42,6 +45,8 @@ def test_config_reads_every_key(tmp_path):
     ({"colour": "blue"}, "unknown key"), ({"status": "0.0.0.0:8088"}, "loopback"),
     ({"allow": [{"ae": "X@h", "services": ["delete"]}]}, "unknown service"), ({"keys": None}, "'keys' is required"),
     ({"tls": {"cert": "c", "key": "k"}}, "'ca' is required"), ({"backoff": [1]}, "backoff"),
+    ({"backend": "tensorrt"}, "backend must be one of auto, onnxruntime, openvino"),
+    ({"precision": "fp8"}, "precision must be one of"),
 ])
 def test_config_errors_name_the_key(change, message):
     raw = {k: v for k, v in {**BASE, **change}.items() if v is not None}

@@ -75,7 +75,11 @@ def checks(config) -> list[tuple[str, Callable[[], str]]]:
             raise DkgError(f"C-ECHO answered 0x{status:04X}")
         return f"{config.pacs}: C-ECHO ok"
 
-    items = [("key store", store), ("model", lambda: f"{KeyGenerator(config.model).model_path}: loads"),
+    def model() -> str:
+        generator = KeyGenerator(config.model, backend=config.backend, precision=config.precision)
+        return f"{generator.model_path}: loads; {generator.engine_choice}"
+
+    items = [("key store", store), ("model", model),
              ("seed", lambda: f"{config.seed}: {load_seed(config.seed)[0].shape}"), ("spool", spool),
              ("listen", lambda: (_port_free(config.listen), f"{config.listen[0]}:{config.listen[1]} free")[1])]
     if config.status:

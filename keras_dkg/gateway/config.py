@@ -9,6 +9,8 @@
     seed = "seed.png"
     spool = "/var/lib/dkg/spool"
     cipher = "hardened"                  # or "xor"
+    backend = "auto"                     # key engine: auto, onnxruntime or openvino (docs/keys.md)
+    precision = "auto"                   # generator arithmetic: auto, fp32 or bf16
     status = "127.0.0.1:8088"            # optional HTTP status endpoint (loopback only)
 
     [[allow]]                            # who may use what; each AE tied to its address
@@ -32,7 +34,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser as a package (the [gateway] extra installs it)
+    import tomli as tomllib
 
 from keras_dkg.errors import InputError
 
@@ -79,6 +84,8 @@ class GatewayConfig:
     seed: Path
     spool: Path
     cipher: str = "hardened"
+    backend: str = "auto"  # key engine (keras_dkg.runtime.engines), as dkg-encrypt's --backend
+    precision: str = "auto"
     key_file: Path | None = None
     allow: list[Allowed] = field(default_factory=list)
     tls: TlsFiles | None = None
@@ -175,7 +182,8 @@ def load_config(path: str | os.PathLike) -> GatewayConfig:
 
 
 def config_from_dict(raw: dict, where: str = "config", base: Path = Path(".")) -> GatewayConfig:
-    known = {"listen", "aet", "pacs", "keys", "key_file", "model", "seed", "spool", "cipher", "allow", "tls",
+    known = {"listen", "aet", "pacs", "keys", "key_file", "model", "seed", "spool", "cipher", "backend", "precision",
+             "allow", "tls",
              "status", "max_associations", "max_pdu", "forwarders", "retries", "backoff", "min_free_bytes", "timeout"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -183,6 +191,13 @@ def config_from_dict(raw: dict, where: str = "config", base: Path = Path(".")) -
     cipher = _text(raw, "cipher", where, required=False) or "hardened"
     if cipher not in CIPHERS:
         raise InputError(f"{where}: cipher must be one of {', '.join(CIPHERS)}, got {cipher!r}")
+    from keras_dkg.runtime.engines import BACKEND_CHOICES, PRECISION_CHOICES
+
+    engine = {}
+    for name, choices in (("backend", BACKEND_CHOICES), ("precision", PRECISION_CHOICES)):
+        engine[name] = _text(raw, name, where, required=False) or "auto"
+        if engine[name] not in choices:
+            raise InputError(f"{where}: {name} must be one of {', '.join(choices)}, got {engine[name]!r}")
     tls = raw.get("tls")
     if tls is not None:
         if not isinstance(tls, dict):
@@ -209,6 +224,8 @@ def config_from_dict(raw: dict, where: str = "config", base: Path = Path(".")) -
         seed=_path(base, _text(raw, "seed", where)),
         spool=_path(base, _text(raw, "spool", where)),
         cipher=cipher,
+        backend=engine["backend"],
+        precision=engine["precision"],
         allow=_allow(allow, where),
         tls=tls,
         status=parse_address(status, f"{where}: status") if status else None,

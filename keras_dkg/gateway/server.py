@@ -69,7 +69,8 @@ class Gateway:
 
         self.config = config
         self.store = open_key_store(config)
-        self.keys = KeySource(KeyGenerator(config.model), load_seed(config.seed)[0])
+        generator = KeyGenerator(config.model, backend=config.backend, precision=config.precision)
+        self.keys = KeySource(generator, load_seed(config.seed)[0])
         self.spool = Spool(config.spool, config.min_free_bytes)
         self.counters = Counters()
         self.access = AccessPolicy(config.aet, config.allow)

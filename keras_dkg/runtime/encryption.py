@@ -62,8 +62,8 @@ class KeySource:
     """Fresh keys from one generator and one seed for a long-running service, thread-safe.
 
     The seed is prepared once per key size (read, resized: `KeyGenerator.prepare`) and kept
-    for the last `sizes` sizes; with nonce scheme v2 the generator itself then runs once per
-    size too and each key is the keyed permutation of that run for a fresh random nonce
+    for the last `sizes` sizes; the generator itself runs once per base-key size (nonce schemes
+    v2, v3: `KeyGenerator` keeps its base keys) and each key is a keyed permutation of that run for a fresh nonce
     (docs/keys.md), exactly the keys `dkg-encrypt --model --seed` would make.
     """
 
