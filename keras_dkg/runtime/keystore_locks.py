@@ -104,8 +104,10 @@ class WriterHold:
                 del _held[self.path]
 
     def __del__(self):
-        with contextlib.suppress(Exception):
+        try:  # not contextlib.suppress: at interpreter exit module globals may already be None
             self.release()
+        except Exception:  # noqa: BLE001, S110 - a finaliser must not raise; the OS drops the lock with the process
+            pass
 
 
 @contextlib.contextmanager
@@ -170,8 +172,10 @@ class ShardHold:
             self.fd = None
 
     def __del__(self):
-        with contextlib.suppress(Exception):
+        try:  # not contextlib.suppress: at interpreter exit module globals may already be None
             self.release()
+        except Exception:  # noqa: BLE001, S110 - a finaliser must not raise; the OS drops the lock with the process
+            pass
 
 
 @contextlib.contextmanager
