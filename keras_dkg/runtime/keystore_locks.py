@@ -66,7 +66,20 @@ def _flock(fd: int, operation: int, deadline: float) -> bool:
             time.sleep(_POLL_S)
 
 
-class WriterHold:
+class _ReleasedWhenCollected:
+    """A hold whose finaliser releases it and never raises (the OS drops a dead process's locks anyway)."""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __del__(self):
+        try:  # not contextlib.suppress: at interpreter exit module globals may already be None
+            self.release()
+        except Exception:  # noqa: BLE001, S110 - a finaliser must not raise
+            pass
+
+
+class WriterHold(_ReleasedWhenCollected):
     """This object's share of the writers' lock of one store (`release` or garbage collection ends it)."""
 
     def __init__(self, folder: Path, wait_s: float = DEFAULT_WAIT_S):
@@ -102,12 +115,6 @@ class WriterHold:
             if entry[1] <= 0 and not entry[2]:
                 os.close(entry[0])
                 del _held[self.path]
-
-    def __del__(self):
-        try:  # not contextlib.suppress: at interpreter exit module globals may already be None
-            self.release()
-        except Exception:  # noqa: BLE001, S110 - a finaliser must not raise; the OS drops the lock with the process
-            pass
 
 
 @contextlib.contextmanager
@@ -151,7 +158,7 @@ def holds_exclusive(folder: Path) -> bool:
     return bool(entry and entry[2])
 
 
-class ShardHold:
+class ShardHold(_ReleasedWhenCollected):
     """The exclusive lock of one shard, held by its writer for its life."""
 
     def __init__(self, path: Path):
@@ -170,12 +177,6 @@ class ShardHold:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-    def __del__(self):
-        try:  # not contextlib.suppress: at interpreter exit module globals may already be None
-            self.release()
-        except Exception:  # noqa: BLE001, S110 - a finaliser must not raise; the OS drops the lock with the process
-            pass
 
 
 @contextlib.contextmanager
