@@ -277,3 +277,29 @@ def test_plain_store_key_in_no_line_is_an_error_and_pending_is_finished(tmp_path
     index.write_bytes(first)  # the second key's line lost
     found = admin.verify_store(KeyStore(tmp_path / "ks"))
     assert len(found.errors) == 2 and all("a key file in no index line" in e for e in found.errors)
+
+
+def test_a_reader_that_races_a_rotations_commit_opens_the_new_index(tmp_path, monkeypatch):
+    """A reader holds no lock: store.json read, then a rotation commits and removes the index it named.
+
+    The reader must open the rotated store (same passphrase), not report a missing index and
+    advise putting back an older store.json (found by tests/test_keystore_stress.py, `dkg-keys list`).
+    """
+    from keras_dkg.runtime import custody, keystore
+
+    keys = filled(tmp_path / "ks")
+    real_unlock, calls = custody.unlock, []
+
+    def unlock_then_rotation_commits(folder, credentials=None, manifest=None):
+        vault = real_unlock(folder, credentials, manifest)
+        calls.append(vault.manifest["index"])
+        if len(calls) == 1:  # between this reader's unlock and its look at the index
+            monkeypatch.setattr(keystore.custody, "unlock", real_unlock)
+            admin.rotate_store(tmp_path / "ks", creds(), creds())
+            monkeypatch.setattr(keystore.custody, "unlock", unlock_then_rotation_commits)
+        return vault
+
+    monkeypatch.setattr(keystore.custody, "unlock", unlock_then_rotation_commits)
+    reader = KeyStore(tmp_path / "ks", credentials=creds())
+    assert calls == ["index.1.jsonl", "index.2.jsonl"]
+    assert {e["fingerprint"] for e in reader.entries()} == {k.fingerprint for k in keys}

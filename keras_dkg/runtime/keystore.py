@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from keras_dkg.common import file_lock, utc_timestamp
-from keras_dkg.errors import InputError, KeyMaterialError, OutputError
+from keras_dkg.errors import DkgError, InputError, KeyMaterialError, OutputError
 from keras_dkg.runtime import custody, keystore_locks, sealing
 from keras_dkg.runtime.audit import AUDIT_NAME, GENESIS, AuditLog
 from keras_dkg.runtime.imageio import append_whole_lines, write_bytes_atomic
@@ -163,9 +163,7 @@ class KeyStore:
         if writer and self.folder.is_dir():  # rotate/protect wait for every writer (keystore_locks)
             self._hold = keystore_locks.WriterHold(self.folder, wait_s)
         if custody.is_protected(self.folder):
-            self.vault = custody.unlock(self.folder, credentials)
-            self.index_path = self.folder / self.vault.manifest["index"]
-            self._check_index_named()
+            self._unlock(credentials)
         elif create:
             if not self.index_path.exists() and (self.folder / KEYS_FOLDER).is_dir() \
                     and any((self.folder / KEYS_FOLDER).iterdir()):
@@ -214,6 +212,27 @@ class KeyStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    def _unlock(self, credentials: custody.Credentials | None, tries: int = 3) -> None:
+        """Open the manifest and its index; a reader that raced a rotation's commit reads the new one.
+
+        A reader holds no lock: between its reading store.json and finding the index it names, a
+        rotation may commit and remove that index. Then store.json has changed, and the store is
+        opened again from it; an index missing under an unchanged store.json is the error it says.
+        """
+        for attempt in range(tries):
+            self.vault = custody.unlock(self.folder, credentials)
+            self.index_path = self.folder / self.vault.manifest["index"]
+            try:
+                self._check_index_named()
+                return
+            except KeyMaterialError:
+                try:
+                    now = custody.read_manifest(self.folder).get("index")
+                except DkgError:
+                    now = None
+                if attempt == tries - 1 or now == self.vault.manifest["index"]:
+                    raise
 
     def _check_index_named(self) -> None:
         """The index `store.json` names must be there: a missing one is an error, never an empty store."""
