@@ -32,27 +32,25 @@ def nodelay_handlers() -> list:
 
 
 def _context(purpose, files: TlsFiles) -> ssl.SSLContext:
-    context = ssl.create_default_context(purpose, cafile=str(files.ca))
+    """TLS 1.2+ with `files.cert` as our certificate and `files.ca` as the one CA trusted; one line if unloadable."""
+    try:
+        context = ssl.create_default_context(purpose, cafile=str(files.ca))
+        context.load_cert_chain(str(files.cert), str(files.key))
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"tls: cannot load {files.cert} / {files.key} / {files.ca} ({exc})") from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(files.cert), str(files.key))
     return context
 
 
 def server_tls(files: TlsFiles) -> ssl.SSLContext:
     """Serve TLS 1.2+ and require a client certificate signed by `files.ca`."""
-    try:
-        context = _context(ssl.Purpose.CLIENT_AUTH, files)
-    except (OSError, ssl.SSLError) as exc:
-        raise InputError(f"tls: cannot load {files.cert} / {files.key} / {files.ca} ({exc})") from exc
+    context = _context(ssl.Purpose.CLIENT_AUTH, files)
     context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
 def client_tls(files: TlsFiles) -> ssl.SSLContext:
     """Connect with TLS 1.2+, presenting `files.cert`, trusting servers signed by `files.ca`."""
-    try:
-        context = _context(ssl.Purpose.SERVER_AUTH, files)
-    except (OSError, ssl.SSLError) as exc:
-        raise InputError(f"tls: cannot load {files.cert} / {files.key} / {files.ca} ({exc})") from exc
+    context = _context(ssl.Purpose.SERVER_AUTH, files)
     context.check_hostname = False  # DICOM peers are named by AE title and address, not host name
     return context

@@ -167,7 +167,6 @@ class KeyJob:
     seed_sha256: str
     seed_label: str
     seed_nbytes: int  # the decoded seed's pixels, held while it was resized
-    base_key: np.ndarray | None = None  # nonce schemes v2/v3: the generator's key for the unperturbed seed
     _seeds: dict = field(default_factory=dict, repr=False)
 
     def seed_at(self, size: tuple[int, int]) -> np.ndarray:
@@ -307,10 +306,9 @@ class KeyGenerator:
             yield from self._block_keys(job, names)
             return
         if self.nonce_scheme != V1:  # v2: the generator once, then a keyed permutation per nonce
-            if job.base_key is None:
-                job.base_key = self._base_key(job, ("full", *job.target), lambda: next(self._runs(job, [None])))
+            base_key = self._base_key(job, ("full", *job.target), lambda: next(self._runs(job, [None])))
             for nonce in names:
-                yield self._key(job, nonce, permute_key(job.base_key, nonce, self.model_sha256, job.seed_sha256))
+                yield self._key(job, nonce, permute_key(base_key, nonce, self.model_sha256, job.seed_sha256))
             return
         for nonce, pixels in zip(names, self._runs(job, names), strict=True):
             yield self._key(job, nonce, pixels)
