@@ -31,8 +31,10 @@ import numpy as np
 
 from keras_dkg.errors import InputError, OutputError, run_cli
 from keras_dkg.options import add_output, add_random_seed
-from keras_dkg.runtime.imageio import source_files, source_images, write_bytes_atomic, write_image
-from keras_dkg.runtime.preprocess import preprocess_uint8
+from keras_dkg.runtime.formats.images import write_image
+from keras_dkg.runtime.formats.sources import source_files, source_images
+from keras_dkg.runtime.guards.atomic import write_bytes_atomic
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
 DOMAIN_KINDS = ("chaotic", "chaotic-low")
 LANES = 64
@@ -137,7 +139,7 @@ def build_domain(source_dir: str | Path, out_dir: str | Path, kind: str = "chaot
 
 def _check_outputs(source_dir: Path, target: Path, count: int, overwrite: bool) -> None:
     """The output rule (runtime.outputs) for the folder and every file, before any image is read."""
-    from keras_dkg.runtime.outputs import OutputGuard
+    from keras_dkg.runtime.guards.outputs import OutputGuard
 
     why = "its images would become sources of the next domain (choose a folder outside it)"
     guard = OutputGuard(inputs={"source folder": source_dir}, overwrite=overwrite,

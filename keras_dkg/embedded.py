@@ -68,7 +68,7 @@ def seed_path() -> Path:
 
 def materialize_source(folder: str | Path) -> list[Path]:
     """Write the embedded source slices as 16-bit PNGs (idempotent) and return their paths."""
-    from keras_dkg.runtime.imageio import write_image
+    from keras_dkg.runtime.formats.images import write_image
 
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)

@@ -36,11 +36,12 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_dkg.runtime import keygen_cli
-from keras_dkg.runtime.cipher import encrypt_array, key_size_for, plaintext_digest
-from keras_dkg.runtime.containers import save_ciphertext
-from keras_dkg.runtime.imageio import read_image, write_image
-from keras_dkg.runtime.keys import Key, load_key, make_record, mark_key_used
+from keras_dkg.runtime.ciphers.metadata import key_size_for, plaintext_digest
+from keras_dkg.runtime.ciphers.registry import encrypt_array
+from keras_dkg.runtime.cli import keygen as keygen_cli
+from keras_dkg.runtime.formats.images import read_image, write_image
+from keras_dkg.runtime.formats.png_tiff import save_ciphertext
+from keras_dkg.runtime.keys.artifact import Key, load_key, make_record, mark_key_used
 
 pydicom = pytest.importorskip("pydicom")
 DICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -59,7 +60,7 @@ def record_row(row: dict) -> None:
 
 
 def _mains() -> dict[str, Callable[[list[str]], int]]:
-    from keras_dkg.runtime import cipher_cli as cipher
+    from keras_dkg.runtime.cli import encrypt as cipher
 
     def fit_main(argv):
         from keras_dkg import fit
@@ -81,7 +82,7 @@ def _mains() -> dict[str, Callable[[list[str]], int]]:
 
         return cli.main(argv)
 
-    from keras_dkg.runtime import keys_cli
+    from keras_dkg.runtime.cli import keys as keys_cli
 
     return {
         "dkg-encrypt": cipher.encrypt_main, "dkg-decrypt": cipher.decrypt_main, "dkg-keygen": keygen_cli.main,

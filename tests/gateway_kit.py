@@ -238,8 +238,8 @@ def tiny_model(path: Path) -> Path:
 
 
 def protected_store(folder: Path, key_file: Path) -> None:
-    from keras_dkg.runtime import keystore_admin
-    from keras_dkg.runtime.custody import Credentials, write_key_file
+    from keras_dkg.runtime.keystore import admin as keystore_admin
+    from keras_dkg.runtime.keystore.custody import Credentials, write_key_file
 
     if not key_file.exists():
         write_key_file(key_file)

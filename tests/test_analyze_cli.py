@@ -11,7 +11,7 @@ import pytest
 
 from keras_dkg.analysis import cli
 from keras_dkg.analysis.differential import raw_xor
-from keras_dkg.runtime.imageio import write_image
+from keras_dkg.runtime.formats.images import write_image
 
 
 @pytest.fixture()

@@ -47,11 +47,13 @@ from badinput_kit import (
     record_row,
 )
 
-from keras_dkg.runtime import cipher_cli, keygen_cli
-from keras_dkg.runtime.cipher import key_size_for
-from keras_dkg.runtime.containers import load_ciphertext, save_ciphertext
-from keras_dkg.runtime.imageio import MAX_PIXELS, read_image, write_image
-from keras_dkg.runtime.keys import Key, load_key, make_record
+from keras_dkg.runtime.ciphers.metadata import key_size_for
+from keras_dkg.runtime.cli import encrypt as cipher_cli
+from keras_dkg.runtime.cli import keygen as keygen_cli
+from keras_dkg.runtime.formats.images import read_image, write_image
+from keras_dkg.runtime.formats.png_tiff import load_ciphertext, save_ciphertext
+from keras_dkg.runtime.formats.raster_headers import MAX_PIXELS
+from keras_dkg.runtime.keys.artifact import Key, load_key, make_record
 
 MATRIX = Matrix()
 CASES = MATRIX.cases
@@ -388,7 +390,7 @@ def _(env):
 @case("metadata-not-json", "dkg-decrypt", "metadata chunk replaced by non-JSON text (valid CRC)", 3,
       r"enc/ct\.png: ciphertext metadata is damaged")
 def _(env):
-    from keras_dkg.runtime.containers import META_KEYWORD, png_with_text
+    from keras_dkg.runtime.formats.png_tiff import META_KEYWORD, png_with_text
 
     key = key_file(env)
     env.write("enc/ct.png", png_with_text(png_bytes(random_image()), META_KEYWORD, "{not json"))
@@ -425,7 +427,7 @@ def _(env):
 @case("tampered-dicom-header", "dkg-decrypt", "encrypted DICOM whose PatientName was edited", 3,
       r"enc/mr\.dcm with key k/mr\.png: authentication failed")
 def _(env):
-    from keras_dkg.runtime import dicom
+    from keras_dkg.runtime.formats import dicom
 
     source = dicom_copy(env, "MR_small.dcm", "in/mr.dcm")
     plain = dicom.read_dicom(env.root / source)
@@ -473,7 +475,7 @@ def _(env):
 
 def _store_with_ciphertext(env: Env) -> tuple[str, str]:
     """A key store holding the key of enc/ct.png (made through the store API)."""
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     plain, key, ciphertext = encrypted(env)
     store = KeyStore(env.root / "ks", create=True)
@@ -504,7 +506,7 @@ def _(env):
 @case("key-store-without-key", "dkg-decrypt", "key store that does not hold the ciphertext's key", 2,
       r"ks: no key with fingerprint sha256:[0-9a-f]{16}… in this key store")
 def _(env):
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     _, _, ciphertext = encrypted(env)
     KeyStore(env.root / "ks", create=True)
@@ -860,7 +862,7 @@ def _(env):
       r"out: another batch is writing into this folder right now \(\.dkg-batch\.lock is held\)",
       "nothing written: the running batch keeps the folder")
 def _(env):
-    from keras_dkg.runtime.batch import folder_lock
+    from keras_dkg.runtime.batch.driver import folder_lock
 
     image(env, "in/a.png")
     argv = batch_argv(env)
@@ -905,7 +907,7 @@ def test_bad_input(case: Case, tmp_path, request, monkeypatch, capfd):
 def test_tiny_images_get_a_key_generated_at_8x8_and_cropped(tmp_path, tiny_onnx_model, monkeypatch, capfd):
     """Keys under 8 px a side used to fail in onnxruntime ("Pad reflect requires axis length >= 2")."""
     monkeypatch.chdir(tmp_path)
-    from keras_dkg.runtime.keygen import MIN_GENERATION_SIDE, KeyGenerator
+    from keras_dkg.runtime.keys.generator import MIN_GENERATION_SIDE, KeyGenerator
 
     generator = KeyGenerator(tiny_onnx_model, provider="cpu")
     seed = DICOM_FILES / "CT_small.dcm"
@@ -1019,7 +1021,7 @@ def link(src, dst, *args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)  # after the temporary file is complete, before its link
     return real(src, dst, *args, **kwargs)
 os.link = link
-from keras_dkg.runtime.cipher_cli import encrypt_main
+from keras_dkg.runtime.cli.encrypt import encrypt_main
 sys.exit(encrypt_main(sys.argv[2:]))
 """
 
@@ -1077,7 +1079,7 @@ def test_two_batches_into_one_output_folder(tmp_path, tiny_onnx_model):
     # each run holds the folder 1.5 s longer, so that two runs started together overlap
     script = ("import sys, time\nfrom keras_dkg.runtime import batch\nrun = batch._run\n"
               "batch._run = lambda *a, **k: (time.sleep(1.5), run(*a, **k))[1]\n"
-              "from keras_dkg.runtime.cipher_cli import encrypt_main\nsys.exit(encrypt_main(sys.argv[1:]))")
+              "from keras_dkg.runtime.cli.encrypt import encrypt_main\nsys.exit(encrypt_main(sys.argv[1:]))")
     command = [sys.executable, "-c", script, "--batch", str(source), "-o", str(out), "--keys", str(keys),
                "--model", str(tiny_onnx_model), "--seed", str(DICOM_FILES / "CT_small.dcm"), "--no-progress"]
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -1107,7 +1109,7 @@ def test_two_batches_into_one_output_folder(tmp_path, tiny_onnx_model):
 def test_two_encryptions_racing_for_one_output_file(tmp_path, monkeypatch, capsys):
     """Both write their temporary file first, then both try to link it into place: exactly one
     wins, the other fails cleanly, gives its key's use back and leaves no temporary file."""
-    from keras_dkg.runtime import imageio
+    from keras_dkg.runtime.guards import atomic
 
     monkeypatch.chdir(tmp_path)
     env = Env(tmp_path, None, monkeypatch, contextlib.ExitStack())
@@ -1117,14 +1119,14 @@ def test_two_encryptions_racing_for_one_output_file(tmp_path, monkeypatch, capsy
     env.folder("out")
     records = {name: (tmp_path / f"k/{name}.json").read_bytes() for name in "ab"}
     barrier = threading.Barrier(2, timeout=30)
-    real_fsync = imageio._fsync
+    real_fsync = atomic._fsync
 
     def fsync_then_wait(path):
         real_fsync(path)
         if Path(path).name.startswith(".enc.png."):
             barrier.wait()  # both temporary ciphertexts complete before either is linked
 
-    monkeypatch.setattr(imageio, "_fsync", fsync_then_wait)
+    monkeypatch.setattr(atomic, "_fsync", fsync_then_wait)
     codes = {}
     threads = [threading.Thread(target=lambda n=name: codes.__setitem__(
         n, cipher_cli.encrypt_main(encrypt_argv(plain, key=f"k/{n}.png")))) for name in "ab"]
@@ -1158,7 +1160,7 @@ def _key(seed: int, shape=(8, 8)) -> Key:
 
 def test_key_store_created_by_many_workers_at_once(tmp_path):
     """KeyStore(create=True) used mkdir without exist_ok: a second worker got FileExistsError."""
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     barrier, errors = threading.Barrier(8, timeout=30), []
 
@@ -1179,7 +1181,7 @@ def test_key_store_created_by_many_workers_at_once(tmp_path):
 
 
 def test_key_store_index_is_append_only_and_linear(tmp_path, monkeypatch):
-    from keras_dkg.runtime import keystore
+    from keras_dkg.runtime.keystore import store as keystore
 
     store = keystore.KeyStore(tmp_path / "ks", create=True)
     written = {"append": 0, "compact": 0}
@@ -1217,7 +1219,7 @@ def test_key_store_index_is_append_only_and_linear(tmp_path, monkeypatch):
 
 
 def test_key_store_batch_writes_one_index_line_per_key(tmp_path):
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     store = KeyStore(tmp_path / "ks", create=True)
     for number in range(5):
@@ -1233,8 +1235,8 @@ def test_key_store_ignores_and_cuts_a_partial_last_line(tmp_path):
     next writer (under the lock) cuts it off before appending — only when the append intent
     proves it is that torn append (issue 23); a cut line nothing explains is refused."""
     from keras_dkg.errors import KeyMaterialError
-    from keras_dkg.runtime import keystore_locks
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore import locks as keystore_locks
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     store = KeyStore(tmp_path / "ks", create=True)
     store.add(_key(1))
@@ -1255,7 +1257,7 @@ def test_key_store_ignores_and_cuts_a_partial_last_line(tmp_path):
 def test_key_store_notices_an_index_replaced_in_place(tmp_path):
     """A reader remembers how far it read; if the file is replaced by another of at least that
     size (a compaction that got the old inode number back), it reads it afresh."""
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     writer = KeyStore(tmp_path / "ks", create=True)
     for number in range(3):
@@ -1271,7 +1273,7 @@ def test_key_store_notices_an_index_replaced_in_place(tmp_path):
 
 def test_key_from_a_store_given_with_key_updates_the_index(tmp_path, monkeypatch, capsys):
     """`dkg-encrypt --key STORE/keys/X.png` used to record the use in X.json only."""
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     monkeypatch.chdir(tmp_path)
     env = Env(tmp_path, None, monkeypatch, contextlib.ExitStack())

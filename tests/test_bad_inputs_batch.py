@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from badinput_kit import DICOM_FILES, Env, Matrix, check_case, image
 
-from keras_dkg.runtime import cipher_cli
-from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
-from keras_dkg.runtime.imageio import read_image, write_image
-from keras_dkg.runtime.keystore import KeyStore
+from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
+from keras_dkg.runtime.cli import encrypt as cipher_cli
+from keras_dkg.runtime.formats.images import read_image, write_image
+from keras_dkg.runtime.keystore.store import KeyStore
 
 MATRIX = Matrix()
 CASES = MATRIX.cases
@@ -371,7 +371,7 @@ def test_help_names_batch_mode(capsys):
 
 
 def test_our_reports_are_recognised_by_content(tmp_path):
-    from keras_dkg.runtime.batch_report import BatchReport, FileResult, is_batch_report
+    from keras_dkg.runtime.batch.report import BatchReport, FileResult, is_batch_report
 
     report = BatchReport("encrypt", "in", "out", "ks", "now", files=[FileResult("a.png", "encrypted", shape=[2, 3])])
     for name in ("r.json", "r.csv"):

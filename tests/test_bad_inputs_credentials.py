@@ -21,7 +21,7 @@ from test_bad_inputs_custody import PASS, STORED, protected
 
 pytest.importorskip("cryptography")
 
-from keras_dkg.runtime.keystore import KeyStore  # noqa: E402
+from keras_dkg.runtime.keystore.store import KeyStore
 
 MATRIX = Matrix()
 case = MATRIX.case

@@ -11,13 +11,13 @@ from badinput_kit import Matrix, check_case, image, save_ciphertext
 
 pytest.importorskip("cryptography")
 
-from keras_dkg.runtime import keystore_admin as admin  # noqa: E402
-from keras_dkg.runtime import sealing  # noqa: E402
-from keras_dkg.runtime.cipher import encrypt_array, key_size_for, plaintext_digest  # noqa: E402
-from keras_dkg.runtime.custody import Credentials  # noqa: E402
-from keras_dkg.runtime.imageio import read_image  # noqa: E402
-from keras_dkg.runtime.keys import Key, make_record  # noqa: E402
-from keras_dkg.runtime.keystore import KeyStore  # noqa: E402
+from keras_dkg.runtime.ciphers.metadata import key_size_for, plaintext_digest
+from keras_dkg.runtime.ciphers.registry import encrypt_array
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.keys.artifact import Key, make_record
+from keras_dkg.runtime.keystore import admin, sealing
+from keras_dkg.runtime.keystore.custody import Credentials
+from keras_dkg.runtime.keystore.store import KeyStore
 
 MATRIX = Matrix()
 case = MATRIX.case
@@ -289,7 +289,7 @@ def live_writer(env, store: str = "ks", passphrase: str | None = PASS) -> None:
 
     from badinput_kit import REPO
 
-    code = ("import sys\nfrom keras_dkg.runtime.keystore_locks import WriterHold\n"
+    code = ("import sys\nfrom keras_dkg.runtime.keystore.locks import WriterHold\n"
             f"hold = WriterHold({str(env.path(store))!r})\nprint('ready', flush=True)\nsys.stdin.read()\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True, env={**os.environ, "PYTHONPATH": str(REPO)})

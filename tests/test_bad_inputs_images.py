@@ -20,7 +20,8 @@ from badinput_kit import DICOM_FILES, Matrix, check_case, encrypt_argv, key_file
 from PIL import Image
 
 from keras_dkg.errors import InputError
-from keras_dkg.runtime.imageio import MAX_PIXELS, read_image
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.formats.raster_headers import MAX_PIXELS
 
 MATRIX = Matrix()
 case = MATRIX.case

@@ -12,8 +12,8 @@ import os
 import numpy as np
 from badinput_kit import Matrix, check_case, image
 
-from keras_dkg.runtime import keygen
-from keras_dkg.runtime.keystore import KeyStore
+from keras_dkg.runtime.keys import generator as keygen
+from keras_dkg.runtime.keystore.store import KeyStore
 
 MATRIX = Matrix()
 case = MATRIX.case

@@ -12,7 +12,7 @@ import numpy as np
 from badinput_kit import Matrix, check_case, key_file
 
 from keras_dkg.runtime import formats
-from keras_dkg.runtime.cipher import encrypt_array
+from keras_dkg.runtime.ciphers.registry import encrypt_array
 
 MATRIX = Matrix()
 case = MATRIX.case
@@ -34,7 +34,7 @@ def volume_argv(env, relative: str, data: bytes, output: str = "out/enc.nii.gz")
 
 def encrypted(env, name: str = "enc/v.nii") -> str:
     """A volume encrypted with k/key.png (through the format handles)."""
-    from keras_dkg.runtime.keys import load_key
+    from keras_dkg.runtime.keys.artifact import load_key
 
     key_file(env, shape=VIEW, dtype=np.uint8)
     source = env.write("in/v.nii", nii(gz=False))

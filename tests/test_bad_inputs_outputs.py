@@ -29,10 +29,10 @@ from badinput_kit import (
     record_row,
 )
 
-from keras_dkg.runtime.cipher import encrypt_array
-from keras_dkg.runtime.containers import load_ciphertext, save_ciphertext
-from keras_dkg.runtime.imageio import read_image
-from keras_dkg.runtime.keys import load_key
+from keras_dkg.runtime.ciphers.registry import encrypt_array
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.formats.png_tiff import load_ciphertext, save_ciphertext
+from keras_dkg.runtime.keys.artifact import load_key
 
 MATRIX = Matrix()
 case = MATRIX.case
@@ -45,7 +45,7 @@ def fresh_key_argv(env: Env, source: str, output: str = "out/enc.png", keys: str
 
 def store_with_ciphertext(env: Env) -> tuple[str, str]:
     """A key store holding the key of enc/ct.png."""
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     _, key, ciphertext = encrypted(env)
     KeyStore(env.root / "ks", create=True).add(load_key(env.root / key))
@@ -276,7 +276,7 @@ def _(env):
       r"dkg-encrypt: error: interrupted; no ciphertext was written and the key is not marked used",
       "nothing written; the key's record is byte-identical (its use was given back)")
 def _(env):
-    from keras_dkg.runtime import containers
+    from keras_dkg.runtime.formats import png_tiff as containers
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -407,7 +407,7 @@ def test_libpng_warnings_never_reach_stderr(tmp_path, monkeypatch, capfd):
 
     import cv2
 
-    from keras_dkg.runtime import cipher_cli
+    from keras_dkg.runtime.cli import encrypt as cipher_cli
 
     monkeypatch.chdir(tmp_path)
     ok, buffer = cv2.imencode(".png", np.arange(64, dtype=np.uint8).reshape(8, 8))

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from keras_dkg.errors import KeyMaterialError, OutputError
-from keras_dkg.runtime import batch_worker
-from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
-from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main
-from keras_dkg.runtime.imageio import read_image
+from keras_dkg.runtime.batch import worker as batch_worker
+from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
+from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
+from keras_dkg.runtime.formats.images import read_image
 
 pydicom = pytest.importorskip("pydicom")
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -103,7 +103,7 @@ def test_batch_round_trip_bit_exact(folders, tiny_onnx_model):
     # a 16-bit 24x36 image: key at key_size_for, never tiled
     a16 = next(f for f in report.files if f.path == "a_gray16.png")
     entry = next(e for e in entries if e["fingerprint"] == a16.key_fingerprint)
-    from keras_dkg.runtime.cipher import key_size_for
+    from keras_dkg.runtime.ciphers.metadata import key_size_for
 
     assert tuple(entry["shape"][:2]) == key_size_for((24, 36), np.uint16)
     saved = json.loads((out / "dkg-report.json").read_text())

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_dkg.runtime.batch import decrypt_folder
-from keras_dkg.runtime.imageio import read_image, write_image
-from keras_dkg.runtime.keystore import KeyStore
+from keras_dkg.runtime.batch.driver import decrypt_folder
+from keras_dkg.runtime.formats.images import read_image, write_image
+from keras_dkg.runtime.keystore.store import KeyStore
 
 pydicom = pytest.importorskip("pydicom")
 SEED = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"

@@ -13,12 +13,12 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'keras-dkg[ray]')")
 
-from keras_dkg.runtime import batch as batch_module  # noqa: E402
-from keras_dkg.runtime import batch_ray  # noqa: E402
-from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder  # noqa: E402
-from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main  # noqa: E402
-from keras_dkg.runtime.keys import Key, make_record  # noqa: E402
-from keras_dkg.runtime.keystore import SHARDS_FOLDER, KeyStore  # noqa: E402
+from keras_dkg.runtime.batch import driver as batch_module  # noqa: E402
+from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder  # noqa: E402
+from keras_dkg.runtime.batch.engines import ray_actors as batch_ray  # noqa: E402
+from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main  # noqa: E402
+from keras_dkg.runtime.keys.artifact import Key, make_record  # noqa: E402
+from keras_dkg.runtime.keystore.store import SHARDS_FOLDER, KeyStore  # noqa: E402
 from tests.test_batch import SEED, assert_same_images, images_of, make_folder  # noqa: E402
 
 
@@ -127,7 +127,7 @@ def test_decrypt_before_the_merge_and_concurrent_shards(tmp_path, tiny_onnx_mode
     assert not list((tmp_path / "ks" / SHARDS_FOLDER).glob("*"))
     after = KeyStore(tmp_path / "ks")
     assert {e["fingerprint"]: e for e in after.entries()} == before
-    from keras_dkg.runtime.keystore_admin import audit_store, verify_store
+    from keras_dkg.runtime.keystore.admin import audit_store, verify_store
 
     assert verify_store(after).errors == []
     problems, records, _ = audit_store(after)
@@ -149,7 +149,7 @@ def test_engine_flags_are_checked_before_any_work(tmp_path, tiny_onnx_model, cap
 
 def test_a_killed_driver_resumes_to_the_same_decryptions(tmp_path, tiny_onnx_model, monkeypatch):
     """The driver stopped after its first chunk (Ctrl-C): --resume on Ray finishes, nothing done twice."""
-    from keras_dkg.runtime.batch import BatchInterrupted
+    from keras_dkg.runtime.batch.driver import BatchInterrupted
 
     src = make_folder(tmp_path / "in")
 
@@ -172,9 +172,9 @@ def test_a_killed_driver_resumes_to_the_same_decryptions(tmp_path, tiny_onnx_mod
 
 def test_ray_engine_with_a_protected_store(tmp_path, tiny_onnx_model, monkeypatch):
     """The actors get the driver's derived key (not the passphrase) and write sealed shards."""
-    from keras_dkg.runtime import sealing
-    from keras_dkg.runtime.custody import Credentials
-    from keras_dkg.runtime.keystore_admin import audit_store, init_store, verify_store
+    from keras_dkg.runtime.keystore import sealing
+    from keras_dkg.runtime.keystore.admin import audit_store, init_store, verify_store
+    from keras_dkg.runtime.keystore.custody import Credentials
 
     monkeypatch.setattr(sealing, "ARGON2_DEFAULTS", {"name": "argon2id", "iterations": 1, "lanes": 1, "memory_kib": 64})
     init_store(tmp_path / "ks", Credentials(passphrase="a long passphrase"))

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main
-from keras_dkg.runtime.imageio import read_image, write_image
+from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
+from keras_dkg.runtime.formats.images import read_image, write_image
 
 pydicom = pytest.importorskip("pydicom")
 SEED = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
@@ -40,7 +40,7 @@ if os.environ.get("DKG_TEST_SLOW_BATCH"):
         return _real(*args, **kwargs)
     batch_worker.encrypt_array = _slow
 """
-LAUNCH = "import sys\nfrom keras_dkg.runtime.cipher_cli import encrypt_main\nsys.exit(encrypt_main(sys.argv[1:]))"
+LAUNCH = "import sys\nfrom keras_dkg.runtime.cli.encrypt import encrypt_main\nsys.exit(encrypt_main(sys.argv[1:]))"
 
 
 def _inputs(root: Path) -> dict[str, np.ndarray]:

@@ -11,19 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_dkg.errors import IntegrityError, KeyMaterialError, OutputError
-from keras_dkg.runtime import cipher_cli
-from keras_dkg.runtime.cipher import (
-    CipherMetadata,
-    decrypt_array,
-    encrypt_array,
-    fingerprint,
-    key_size_for,
-    xor_bytes,
-)
-from keras_dkg.runtime.containers import load_ciphertext, png_text, save_ciphertext
-from keras_dkg.runtime.imageio import read_image, write_image
-from keras_dkg.runtime.keys import Key, load_key, make_record
-from keras_dkg.runtime.keystore import KeyStore
+from keras_dkg.runtime.ciphers.metadata import CipherMetadata, fingerprint, key_size_for
+from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
+from keras_dkg.runtime.ciphers.xor import xor_bytes
+from keras_dkg.runtime.cli import encrypt as cipher_cli
+from keras_dkg.runtime.formats.images import read_image, write_image
+from keras_dkg.runtime.formats.png_tiff import load_ciphertext, png_text, save_ciphertext
+from keras_dkg.runtime.keys.artifact import Key, load_key, make_record
+from keras_dkg.runtime.keystore.store import KeyStore
 
 RNG = np.random.default_rng(20211)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from keras_dkg import cli
-from keras_dkg.runtime.cipher_cli import decrypt_main, decrypt_parser, encrypt_main, encrypt_parser
+from keras_dkg.runtime.cli.encrypt import decrypt_main, decrypt_parser, encrypt_main, encrypt_parser
 
 
 def test_dkg_lists_and_dispatches_every_command(capsys):

@@ -13,13 +13,12 @@ import pytest
 pytest.importorskip("cryptography")
 
 from keras_dkg.errors import KeyMaterialError  # noqa: E402
-from keras_dkg.runtime import batch as batch_module  # noqa: E402
-from keras_dkg.runtime import keystore_admin as admin  # noqa: E402
-from keras_dkg.runtime import sealing  # noqa: E402
-from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder  # noqa: E402
-from keras_dkg.runtime.custody import Credentials, read_manifest, seal_keyring, unlock  # noqa: E402
-from keras_dkg.runtime.keys import Key, make_record  # noqa: E402
-from keras_dkg.runtime.keystore import KeyStore  # noqa: E402
+from keras_dkg.runtime.batch import driver as batch_module
+from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
+from keras_dkg.runtime.keys.artifact import Key, make_record
+from keras_dkg.runtime.keystore import admin, sealing
+from keras_dkg.runtime.keystore.custody import Credentials, read_manifest, seal_keyring, unlock
+from keras_dkg.runtime.keystore.store import KeyStore
 from tests.test_batch import SEED, assert_same_images, images_of, make_folder  # noqa: E402
 
 NFC = unicodedata.normalize("NFC", "Müller straße café")  # what a Linux terminal types
@@ -142,7 +141,7 @@ def test_ray_workers_never_inherit_the_passphrase(tmp_path, tiny_onnx_model, mon
     """A local Ray started by the batch with the passphrase in the driver's environment: each actor's
     /proc/PID/environ and os.environ hold no trace of it."""
     ray = pytest.importorskip("ray", reason="Ray is not installed")
-    from keras_dkg.runtime import batch_ray
+    from keras_dkg.runtime.batch.engines import ray_actors as batch_ray
 
     if ray.is_initialized():
         ray.shutdown()

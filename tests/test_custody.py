@@ -14,16 +14,15 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from keras_dkg.errors import KeyMaterialError  # noqa: E402
-from keras_dkg.runtime import keystore_admin as admin  # noqa: E402
-from keras_dkg.runtime import sealing  # noqa: E402
-from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder  # noqa: E402
-from keras_dkg.runtime.cipher import plaintext_digest  # noqa: E402
-from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main  # noqa: E402
-from keras_dkg.runtime.custody import Credentials  # noqa: E402
-from keras_dkg.runtime.imageio import read_image  # noqa: E402
-from keras_dkg.runtime.keys import Key, make_record  # noqa: E402
-from keras_dkg.runtime.keys_cli import main as keys_main  # noqa: E402
-from keras_dkg.runtime.keystore import KeyStore  # noqa: E402
+from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
+from keras_dkg.runtime.ciphers.metadata import plaintext_digest
+from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
+from keras_dkg.runtime.cli.keys import main as keys_main
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.keys.artifact import Key, make_record
+from keras_dkg.runtime.keystore import admin, sealing
+from keras_dkg.runtime.keystore.custody import Credentials
+from keras_dkg.runtime.keystore.store import KeyStore
 from tests.test_batch import SEED, assert_same_images, images_of, make_folder, write_png  # noqa: E402
 
 PASS, NEW_PASS = "correct horse battery", "new staple 2026"
@@ -269,7 +268,7 @@ def test_audit_chain_detects_tampering(tmp_path, protected, capfd):
     assert "audit.jsonl:3: record altered" in broken([*good[:2], json.dumps(edited), *good[3:]])
     assert "audit.jsonl:3: sequence number" in broken([*good[:2], *good[3:]])  # a record removed
     rehashed = dict(edited)  # a forger who recomputes the hash: a protected store's seal still fails
-    from keras_dkg.runtime.audit import _hash
+    from keras_dkg.runtime.keystore.audit import _hash
 
     rehashed["hash"] = _hash(rehashed)
     if protected:

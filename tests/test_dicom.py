@@ -15,8 +15,8 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid  # noqa: E402
 
 from keras_dkg.errors import InputError, IntegrityError, KeyMaterialError  # noqa: E402
-from keras_dkg.runtime import dicom  # noqa: E402
-from keras_dkg.runtime.cipher import key_size_for  # noqa: E402
+from keras_dkg.runtime.ciphers.metadata import key_size_for  # noqa: E402
+from keras_dkg.runtime.formats import dicom  # noqa: E402
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -320,14 +320,14 @@ def test_write_and_read_files(tmp_path):
 
 
 def test_dicom_seed_reads_first_frame():
-    from keras_dkg.runtime.imageio import read_image
+    from keras_dkg.runtime.formats.images import read_image
 
     image = read_image(pydicom_file("CT_small.dcm"))
     assert image.shape == (128, 128) and image.dtype in (np.int16, np.uint16)
 
 
 def test_single_file_cli_uses_the_dicom_container(tmp_path, tiny_onnx_model, capsys):
-    from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main
+    from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
 
     source = build_dicom(tmp_path / "slice.dcm", rows=16, columns=20, bits=16, stored=12, signed=True)
     encrypted, back, keys = tmp_path / "slice.enc.dcm", tmp_path / "slice.back.dcm", tmp_path / "keys"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from keras_dkg.runtime import cipher_cli
-from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
-from keras_dkg.runtime.formats import output_format
+from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
+from keras_dkg.runtime.cli import encrypt as cipher_cli
+from keras_dkg.runtime.formats.detect import output_format
 
 pydicom = pytest.importorskip("pydicom")
 FILES = Path(pydicom.__file__).parent / "data" / "test_files"

@@ -9,7 +9,7 @@ from keras_dkg import embedded
 from keras_dkg.analysis.metrics import entropy
 from keras_dkg.domains import ChaoticCipher, build_domain, main
 from keras_dkg.errors import InputError
-from keras_dkg.runtime.preprocess import preprocess_uint8
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
 
 @pytest.fixture(scope="module")

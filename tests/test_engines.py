@@ -12,9 +12,12 @@ import pytest
 
 from keras_dkg.embedded import seed_path
 from keras_dkg.errors import InputError
-from keras_dkg.runtime import engine_choice, engines, nonces
-from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, key_size_for
-from keras_dkg.runtime.keygen import KeyGenerator
+from keras_dkg.runtime.ciphers.metadata import key_size_for
+from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
+from keras_dkg.runtime.keys import nonces
+from keras_dkg.runtime.keys.engines import choice as engine_choice
+from keras_dkg.runtime.keys.engines import registry as engines
+from keras_dkg.runtime.keys.generator import KeyGenerator
 
 HAS_OPENVINO = engines.OPENVINO in engines.available_backends()
 needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO is not installed (pip install 'keras-dkg[openvino]')")
@@ -90,7 +93,7 @@ def test_auto_measures_once_caches_and_says_why(tiny_onnx_model, tmp_path, monke
 
 
 def test_keygen_cli_verbose_says_which_engine_and_why(tiny_onnx_model, tmp_path, capsys):
-    from keras_dkg.runtime import keygen_cli
+    from keras_dkg.runtime.cli import keygen as keygen_cli
 
     argv = ["--model", str(tiny_onnx_model), "--seed", str(seed_path()), "-o", str(tmp_path / "k.png"),
             "--size", "32", "--backend", "onnxruntime", "--precision", "fp32", "-v"]
@@ -154,8 +157,8 @@ def test_v3_blocks_and_nonces_are_at_chance_relatedness():
 
 def test_a_volume_encrypts_with_a_multi_block_v3_key_and_decrypts_bit_exact(tiny_onnx_model, tmp_path):
     nibabel = pytest.importorskip("nibabel")
-    from keras_dkg.runtime import cipher_cli
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.cli import encrypt as cipher_cli
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     volume = np.random.default_rng(2).integers(-1000, 3000, (64, 64, 40)).astype(np.int16)
     source = tmp_path / "t1.nii.gz"
@@ -175,7 +178,7 @@ def test_a_volume_encrypts_with_a_multi_block_v3_key_and_decrypts_bit_exact(tiny
 @pytest.mark.parametrize("scheme", ["v1", "v2"])
 def test_keys_of_older_schemes_in_a_store_still_decrypt(tiny_onnx_model, tmp_path, scheme):
     """Records of v1/v2 keys (no `engine` field, as written before issue 27) load and decrypt."""
-    from keras_dkg.runtime.keys import load_key
+    from keras_dkg.runtime.keys.artifact import load_key
 
     old = KeyGenerator(tiny_onnx_model, nonce_scheme=scheme).generate(seed_path(), (24, 20), nonce="old")
     old.record.pop("engine")  # what the older code wrote

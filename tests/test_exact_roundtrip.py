@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from keras_dkg.runtime import cipher_cli
-from keras_dkg.runtime.cipher import key_size_for
-from keras_dkg.runtime.keys import Key, make_record
+from keras_dkg.runtime.ciphers.metadata import key_size_for
+from keras_dkg.runtime.cli import encrypt as cipher_cli
+from keras_dkg.runtime.keys.artifact import Key, make_record
 
 EXAMPLES = settings(max_examples=25, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -43,8 +43,8 @@ def test_onnx_graph_is_dynamic_plain_ops_with_metadata(tiny_onnx_model, tiny_run
     assert "GlobalAveragePool" not in ops
     props = {p.key: p.value for p in model.metadata_props}
     import keras_dkg
-    from keras_dkg.runtime.cipher import digest
-    from keras_dkg.runtime.preprocess import PREPROCESSING_SPEC, QUANTISATION_RULE
+    from keras_dkg.runtime.ciphers.metadata import digest
+    from keras_dkg.runtime.keys.preprocess import PREPROCESSING_SPEC, QUANTISATION_RULE
 
     assert props["keras_dkg.version"] == keras_dkg.__version__
     assert props["keras_dkg.training_size"] == "64"

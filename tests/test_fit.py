@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras_dkg.train.networks  # noqa: F401  (registers the custom layers for load_model)
 from keras_dkg import fit
-from keras_dkg.runtime.imageio import read_image, write_image
+from keras_dkg.runtime.formats.images import read_image, write_image
 from keras_dkg.train.losses import GANLoss
 
 TINY = ["--image-size", "32", "--checkpoint-every", "3", "--no-progress"]

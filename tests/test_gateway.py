@@ -130,8 +130,8 @@ def test_find_is_relayed(site, stored_study):
 
 
 def audit_actions(site) -> list[dict]:
-    from keras_dkg.runtime.custody import Credentials
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.custody import Credentials
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     store = KeyStore(site["folder"] / "keys", credentials=Credentials(key_file=str(site["folder"] / "master.key")))
     return store.audit.check()[1]

@@ -81,15 +81,15 @@ def test_network_instance_round_trip_in_memory(tmp_path):
     """encrypt_dicom_bytes / decrypt_dicom_bytes: fixed file meta, key stored first, bit-exact back,
     a tampered element is an integrity error."""
     from keras_dkg.embedded import seed_path
-    from keras_dkg.runtime.custody import Credentials
     from keras_dkg.runtime.encryption import (
         KeySource,
         decrypt_dicom_bytes,
         encrypt_dicom_bytes,
         instance_file_bytes,
     )
-    from keras_dkg.runtime.keygen import KeyGenerator, load_seed
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keys.generator import KeyGenerator, load_seed
+    from keras_dkg.runtime.keystore.custody import Credentials
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     kit.protected_store(tmp_path / "keys", tmp_path / "master.key")
     store = KeyStore(tmp_path / "keys", credentials=Credentials(key_file=str(tmp_path / "master.key")))

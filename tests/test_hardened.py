@@ -14,16 +14,12 @@ import pytest
 
 from keras_dkg.errors import DkgError, IntegrityError, KeyMaterialError
 from keras_dkg.runtime import cipher, hardened
-from keras_dkg.runtime.cipher import (
-    CipherMetadata,
-    decrypt_array,
-    encrypt_array,
-    key_size_for,
-)
-from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main
-from keras_dkg.runtime.containers import load_ciphertext, save_ciphertext
-from keras_dkg.runtime.imageio import read_image
-from keras_dkg.runtime.keys import Key, load_key, make_record
+from keras_dkg.runtime.ciphers.metadata import CipherMetadata, key_size_for
+from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
+from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.formats.png_tiff import load_ciphertext, save_ciphertext
+from keras_dkg.runtime.keys.artifact import Key, load_key, make_record
 
 pytest.importorskip("cryptography")
 
@@ -223,7 +219,7 @@ def test_png_and_tiff_containers(tmp_path, suffix, shape, dtype):
 
 def test_dicom_container(tmp_path):
     pydicom = pytest.importorskip("pydicom")
-    from keras_dkg.runtime import dicom
+    from keras_dkg.runtime.formats import dicom
 
     source = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
     plain = dicom.read_dicom(source)
@@ -283,8 +279,8 @@ def test_cli_with_a_key_file_reuses_it_only_in_hardened_mode(tmp_path, capsys):
 
 def test_cli_and_batch_with_fresh_keys(tmp_path, tiny_onnx_model, capsys):
     pydicom = pytest.importorskip("pydicom")
-    from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     test_files = Path(pydicom.__file__).parent / "data" / "test_files"
     seed = test_files / "CT_small.dcm"
@@ -308,7 +304,7 @@ def test_cli_and_batch_with_fresh_keys(tmp_path, tiny_onnx_model, capsys):
     assert sorted(f["status"] for f in report["files"]) == ["encrypted"] * 3
     for relative in ("rgb.png", "sub/gray16.tif"):
         assert load_ciphertext(tmp_path / "out" / relative)[1].cipher == "hardened"
-    from keras_dkg.runtime import dicom
+    from keras_dkg.runtime.formats import dicom
 
     assert dicom.load_dicom_ciphertext(tmp_path / "out" / "mr.dcm").meta.cipher == "hardened"
     assert decrypt_main(["--batch", str(tmp_path / "out"), "-o", str(tmp_path / "back"), "--keys", str(keys),
@@ -331,12 +327,12 @@ def test_the_cipher_registry_loads_the_hardened_module_on_first_use():
 
     code = ("import sys, numpy as np\n"
             "from keras_dkg.runtime import cipher\n"
-            "assert 'keras_dkg.runtime.hardened' not in sys.modules\n"
+            "assert 'keras_dkg.runtime.ciphers.hardened' not in sys.modules\n"
             "assert cipher.KNOWN_CIPHERS == tuple(cipher.CIPHER_MODULES) == ('xor', 'hardened')\n"
             "plain = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)\n"
             "key = np.full((4, 4, 3), 7, np.uint8)\n"
             "data, meta = cipher.encrypt_array(plain, key, cipher='hardened')\n"
-            "assert 'keras_dkg.runtime.hardened' in sys.modules\n"
+            "assert 'keras_dkg.runtime.ciphers.hardened' in sys.modules\n"
             "assert (cipher.decrypt_array(data, key, meta) == plain).all()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -5,8 +5,9 @@ import pytest
 
 from keras_dkg import embedded
 from keras_dkg.errors import InputError, ModelError, OutputError
-from keras_dkg.runtime import imageio
-from keras_dkg.runtime.preprocess import parse_size, preprocess, quantize_key, to_uint8_rgb
+from keras_dkg.runtime.formats import images
+from keras_dkg.runtime.guards import atomic
+from keras_dkg.runtime.keys.preprocess import parse_size, preprocess, quantize_key, to_uint8_rgb
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
@@ -15,8 +16,8 @@ from keras_dkg.runtime.preprocess import parse_size, preprocess, quantize_key, t
 def test_lossless_round_trip(tmp_path, suffix, shape, dtype):
     rng = np.random.default_rng(0)
     image = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
-    path = imageio.write_image(tmp_path / f"x{suffix}", image)
-    back = imageio.read_image(path)
+    path = images.write_image(tmp_path / f"x{suffix}", image)
+    back = images.read_image(path)
     assert back.dtype == dtype
     np.testing.assert_array_equal(back, image)
     assert [p.name for p in tmp_path.iterdir()] == [f"x{suffix}"]  # no temporary left
@@ -25,16 +26,16 @@ def test_lossless_round_trip(tmp_path, suffix, shape, dtype):
 def test_lossy_output_and_overwrite_refused(tmp_path):
     image = np.zeros((4, 4), np.uint8)
     with pytest.raises(OutputError, match="not lossless"):
-        imageio.write_image(tmp_path / "x.jpg", image)
-    imageio.write_image(tmp_path / "x.png", image)
+        images.write_image(tmp_path / "x.jpg", image)
+    images.write_image(tmp_path / "x.png", image)
     with pytest.raises(OutputError, match="exists"):
-        imageio.write_image(tmp_path / "x.png", image)
-    imageio.write_image(tmp_path / "x.png", image + 1, overwrite=True)
-    assert imageio.read_image(tmp_path / "x.png").max() == 1
+        images.write_image(tmp_path / "x.png", image)
+    images.write_image(tmp_path / "x.png", image + 1, overwrite=True)
+    assert images.read_image(tmp_path / "x.png").max() == 1
 
 
 def test_failed_write_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError), imageio.atomic_output(tmp_path / "y.png") as temporary:
+    with pytest.raises(RuntimeError), atomic.atomic_output(tmp_path / "y.png") as temporary:
         temporary.write_bytes(b"partial")
         raise RuntimeError("disk full")
     assert list(tmp_path.iterdir()) == []
@@ -43,20 +44,20 @@ def test_failed_write_leaves_nothing(tmp_path):
 def test_bad_inputs_name_the_file(tmp_path):
     (tmp_path / "zero.png").write_bytes(b"")
     with pytest.raises(InputError, match="zero.png: file is empty"):
-        imageio.read_image(tmp_path / "zero.png")
+        images.read_image(tmp_path / "zero.png")
     (tmp_path / "text.png").write_text("hello")
     with pytest.raises(InputError, match="text.png: not a readable image"):
-        imageio.read_image(tmp_path / "text.png")
+        images.read_image(tmp_path / "text.png")
     bomb = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (100000).to_bytes(4, "big") * 2 + b"\x08\x00\x00\x00\x00"
     (tmp_path / "bomb.png").write_bytes(bomb)
     with pytest.raises(InputError, match="decompression bomb"):
-        imageio.read_image(tmp_path / "bomb.png")
+        images.read_image(tmp_path / "bomb.png")
     with pytest.raises(InputError, match="no such file"):
-        imageio.read_image(tmp_path / "missing.png")
+        images.read_image(tmp_path / "missing.png")
 
 
 def test_reads_the_embedded_dicom_seed():
-    seed = imageio.read_image(embedded.seed_path())
+    seed = images.read_image(embedded.seed_path())
     assert seed.shape == (128, 128) and seed.dtype == np.int16
     x = preprocess(seed, 64)
     assert x.shape == (64, 64, 3) and x.dtype == np.float32

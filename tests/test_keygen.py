@@ -9,12 +9,12 @@ import pytest
 
 from keras_dkg.embedded import seed_path
 from keras_dkg.errors import InputError, KeyMaterialError, ModelError, OutputError
-from keras_dkg.runtime import keygen_cli
-from keras_dkg.runtime.cipher import fingerprint
-from keras_dkg.runtime.keygen import KeyGenerator
-from keras_dkg.runtime.keys import load_key
-from keras_dkg.runtime.nonces import perturb_seed
-from keras_dkg.runtime.providers import CPU, CUDA, resolve_providers
+from keras_dkg.runtime.ciphers.metadata import fingerprint
+from keras_dkg.runtime.cli import keygen as keygen_cli
+from keras_dkg.runtime.keys.artifact import load_key
+from keras_dkg.runtime.keys.engines.providers import CPU, CUDA, resolve_providers
+from keras_dkg.runtime.keys.generator import KeyGenerator
+from keras_dkg.runtime.keys.nonces import perturb_seed
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import pytest
 
 from keras_dkg.embedded import seed_path
 from keras_dkg.errors import InputError
-from keras_dkg.runtime import keygen_cli
-from keras_dkg.runtime.keygen import (
+from keras_dkg.runtime.cli import keygen as keygen_cli
+from keras_dkg.runtime.keys.artifact import load_key
+from keras_dkg.runtime.keys.generator import (
     KEY_BYTES_PER_PIXEL,
     MAX_KEY_PIXELS,
     MAX_KEY_SIDE,
@@ -26,8 +27,7 @@ from keras_dkg.runtime.keygen import (
     estimate_seconds,
     generation_size,
 )
-from keras_dkg.runtime.keys import load_key
-from keras_dkg.runtime.tiling import check_tiling, plan_tiles
+from keras_dkg.runtime.keys.tiling import check_tiling, plan_tiles
 
 TILE, OVERLAP = 48 * 48, 8
 

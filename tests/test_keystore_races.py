@@ -15,11 +15,11 @@ import pytest
 pytest.importorskip("cryptography")
 
 from keras_dkg.errors import KeyMaterialError  # noqa: E402
-from keras_dkg.runtime import keystore_admin as admin  # noqa: E402
-from keras_dkg.runtime import keystore_locks, sealing  # noqa: E402
-from keras_dkg.runtime.custody import Credentials  # noqa: E402
-from keras_dkg.runtime.keys_cli import main as keys_main  # noqa: E402
-from keras_dkg.runtime.keystore import SHARDS_FOLDER, KeyStore  # noqa: E402
+from keras_dkg.runtime.cli.keys import main as keys_main
+from keras_dkg.runtime.keystore import admin, sealing
+from keras_dkg.runtime.keystore import locks as keystore_locks
+from keras_dkg.runtime.keystore.custody import Credentials
+from keras_dkg.runtime.keystore.store import SHARDS_FOLDER, KeyStore
 from tests.test_custody import NEW_PASS, PASS, random_key, snapshot  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,15 +53,15 @@ class Holder:
             import sys
             from keras_dkg.runtime import sealing
             sealing.ARGON2_DEFAULTS = {{"name": "argon2id", "iterations": 1, "lanes": 1, "memory_kib": 64}}
-            from keras_dkg.runtime.custody import Credentials
-            from keras_dkg.runtime.keystore import KeyStore
+            from keras_dkg.runtime.keystore.custody import Credentials
+            from keras_dkg.runtime.keystore.store import KeyStore
             store = KeyStore({str(folder)!r}, create={create!r}, shard={shard!r},
                              credentials=Credentials(passphrase={PASS!r}))
             print("ready", flush=True)
             for line in sys.stdin:
                 if line.strip() == "add":
                     import numpy as np
-                    from keras_dkg.runtime.keys import Key, make_record
+                    from keras_dkg.runtime.keys.artifact import Key, make_record
                     n = len(store.entries())
                     pixels = np.random.default_rng(1000 + n).integers(0, 256, (8, 8, 3), dtype=np.uint8)
                     store.add(Key(pixels, make_record(pixels, nonce=str(n))), f"{{n:064x}}", f"/live/{{n}}.png")
@@ -137,7 +137,7 @@ def test_rotate_waits_for_writers_and_refuses_in_one_line(tmp_path, shard, capfd
 def test_a_writer_waits_while_rotation_holds_the_store(tmp_path):
     filled(tmp_path / "ks")
     with keystore_locks.exclusive(tmp_path / "ks"):
-        code = ("from keras_dkg.runtime.keystore import KeyStore\n"
+        code = ("from keras_dkg.runtime.keystore.store import KeyStore\n"
                 f"KeyStore({str(tmp_path / 'ks')!r}, create=True, wait_s=0.2)")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -285,7 +285,8 @@ def test_a_reader_that_races_a_rotations_commit_opens_the_new_index(tmp_path, mo
     The reader must open the rotated store (same passphrase), not report a missing index and
     advise putting back an older store.json (found by tests/test_keystore_stress.py, `dkg-keys list`).
     """
-    from keras_dkg.runtime import custody, keystore
+    from keras_dkg.runtime.keystore import custody
+    from keras_dkg.runtime.keystore import store as keystore
 
     keys = filled(tmp_path / "ks")
     real_unlock, calls = custody.unlock, []

@@ -23,20 +23,20 @@ import pytest
 
 pytest.importorskip("cryptography")
 
-from keras_dkg.runtime.batch import decrypt_folder  # noqa: E402
-from keras_dkg.runtime.cipher_cli import decrypt_main  # noqa: E402
-from keras_dkg.runtime.custody import Credentials  # noqa: E402
-from keras_dkg.runtime.imageio import read_image  # noqa: E402
-from keras_dkg.runtime.keystore import SHARDS_FOLDER, KeyStore  # noqa: E402
-from keras_dkg.runtime.keystore_admin import audit_store, init_store, verify_store  # noqa: E402
+from keras_dkg.runtime.batch.driver import decrypt_folder
+from keras_dkg.runtime.cli.encrypt import decrypt_main
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.keystore.admin import audit_store, init_store, verify_store
+from keras_dkg.runtime.keystore.custody import Credentials
+from keras_dkg.runtime.keystore.store import SHARDS_FOLDER, KeyStore
 from tests.test_batch import SEED, assert_same_images, images_of, write_png  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ROUNDS = 3
 HAVE_RAY = importlib.util.find_spec("ray") is not None
-MERGE = ("import sys\nfrom keras_dkg.runtime.custody import Credentials\n"
-         "from keras_dkg.runtime.keystore import KeyStore\n"
+MERGE = ("import sys\nfrom keras_dkg.runtime.keystore.custody import Credentials\n"
+         "from keras_dkg.runtime.keystore.store import KeyStore\n"
          "KeyStore(sys.argv[1], credentials=Credentials(key_file=sys.argv[2])).merge_shards()\n")
 
 

@@ -18,8 +18,9 @@ from keras_dkg.errors import (
     OutputError,
 )
 from keras_dkg.runtime import formats, nifti
-from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, key_size_for
-from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main
+from keras_dkg.runtime.ciphers.metadata import key_size_for
+from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
+from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
 
 DTYPES = ["int8", "int16", "int32", "uint8", "uint16", "float32", "float64"]
 RNG = np.random.default_rng(3)
@@ -240,7 +241,7 @@ def test_a_mixed_archive_encrypts_decrypts_and_resumes_in_one_batch(tmp_path, ti
     from test_dicom import build_dicom
 
     from keras_dkg import embedded
-    from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
+    from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
 
     archive = tmp_path / "archive"
     (archive / "sub").mkdir(parents=True)
@@ -262,7 +263,7 @@ def test_a_mixed_archive_encrypts_decrypts_and_resumes_in_one_batch(tmp_path, ti
     assert formats.open_ciphertext(out / "e.nii").meta.shape == [8, 8 * 3 * 2 * 4]
     done = decrypt_folder(out, back, keys=keys)
     assert done.exit_code == 0 and done.count("decrypted") == 5, done.failed
-    from keras_dkg.runtime.imageio import read_image
+    from keras_dkg.runtime.formats.images import read_image
 
     for relative in ("a.png", "sub/b.tif"):  # rasters: the same samples (the PNG/TIFF encoder may differ)
         np.testing.assert_array_equal(read_image(back / relative), read_image(archive / relative))
@@ -293,8 +294,8 @@ def test_training_slices_drop_empty_slices_and_window_each_volume(tmp_path):
 
 
 def test_a_volume_slice_is_a_seed(tmp_path, tiny_onnx_model, capsys):
-    from keras_dkg.runtime.keygen import KeyGenerator, load_seed
-    from keras_dkg.runtime.keygen_cli import main as keygen_main
+    from keras_dkg.runtime.cli.keygen import main as keygen_main
+    from keras_dkg.runtime.keys.generator import KeyGenerator, load_seed
 
     source = _padded_volume(tmp_path / "v.nii.gz")
     middle, digest_middle, label = load_seed(source)

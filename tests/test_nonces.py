@@ -1,4 +1,4 @@
-"""Nonce schemes (keras_dkg.runtime.nonces): v1 unchanged, v2 keys as unrelated as a shuffle can make them."""
+"""Nonce schemes (keras_dkg.runtime.keys.nonces): v1 unchanged, v2 keys as unrelated as a shuffle can make them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_dkg.errors import InputError
-from keras_dkg.runtime import nonces
+from keras_dkg.runtime.keys import nonces
 
 
 def _old_v1(seed_uint8: np.ndarray, nonce) -> np.ndarray:
@@ -80,9 +80,9 @@ def test_unknown_scheme_is_refused():
 
 def test_key_generator_uses_v3_by_default_and_keeps_v2_v1_selectable(tiny_onnx_model):
     from keras_dkg.embedded import seed_path
-    from keras_dkg.runtime.imageio import read_image
-    from keras_dkg.runtime.keygen import KeyGenerator
-    from keras_dkg.runtime.preprocess import preprocess_uint8
+    from keras_dkg.runtime.formats.images import read_image
+    from keras_dkg.runtime.keys.generator import KeyGenerator
+    from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
     v3 = KeyGenerator(tiny_onnx_model, provider="cpu", backend="onnxruntime")
     base = v3.generate(seed_path(), (24, 20))

@@ -24,8 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keras_dkg.errors import DkgError, IntegrityError
-from keras_dkg.runtime.cipher import CipherMetadata, decrypt_array, encrypt_array, key_size_for
-from keras_dkg.runtime.containers import (
+from keras_dkg.runtime.ciphers.metadata import CipherMetadata, key_size_for
+from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
+from keras_dkg.runtime.formats.images import encode_lossless
+from keras_dkg.runtime.formats.png_tiff import (
     META_KEYWORD,
     PNG_SIGNATURE,
     load_ciphertext,
@@ -34,7 +36,6 @@ from keras_dkg.runtime.containers import (
     save_ciphertext,
     tiff_description,
 )
-from keras_dkg.runtime.imageio import encode_lossless
 
 pytest.importorskip("cryptography")
 

@@ -54,7 +54,7 @@ def _alive(pid: int) -> bool:
 
 
 def _children(pid: int) -> list[int]:
-    from keras_dkg.runtime.ray_reaper import descendants
+    from keras_dkg.runtime.batch.engines.ray_reaper import descendants
 
     return sorted(descendants(pid))
 
@@ -115,7 +115,7 @@ def test_a_sigkilled_ray_batch_driver_leaves_no_ray_process(tmp_path, tiny_onnx_
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'keras-dkg[ray]')")
     import numpy as np
 
-    from keras_dkg.runtime.imageio import write_image
+    from keras_dkg.runtime.formats.images import write_image
 
     pydicom = pytest.importorskip("pydicom")
     seed = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
@@ -125,7 +125,7 @@ def test_a_sigkilled_ray_batch_driver_leaves_no_ray_process(tmp_path, tiny_onnx_
     rng = np.random.default_rng(0)
     for index in range(400):
         write_image(source / f"{index:03d}.png", rng.integers(0, 1 << 16, (48, 48), dtype=np.uint16))
-    argv = [sys.executable, "-c", "import sys; from keras_dkg.runtime.cipher_cli import encrypt_main; "
+    argv = [sys.executable, "-c", "import sys; from keras_dkg.runtime.cli.encrypt import encrypt_main; "
             "sys.exit(encrypt_main(sys.argv[1:]))"]  # dkg-encrypt, from this interpreter
     driver = subprocess.Popen([*argv, "--batch", str(source), "-o", str(tmp_path / "out"), "--keys",
                                str(tmp_path / "ks"), "--model", str(tiny_onnx_model), "--seed", str(seed),

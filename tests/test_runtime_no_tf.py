@@ -37,16 +37,16 @@ CHILD = textwrap.dedent(
     else:
         raise SystemExit("blocker failed")
 
-    modules = ["keras_dkg.runtime", "keras_dkg.runtime.keygen", "keras_dkg.runtime.keygen_cli",
-               "keras_dkg.runtime.cipher", "keras_dkg.runtime.cipher_cli", "keras_dkg.runtime.containers",
-               "keras_dkg.runtime.keys", "keras_dkg.runtime.keystore", "keras_dkg.runtime.providers"]
+    modules = ["keras_dkg.runtime", "keras_dkg.runtime.keys.generator", "keras_dkg.runtime.cli.keygen",
+               "keras_dkg.runtime.ciphers", "keras_dkg.runtime.cli.encrypt", "keras_dkg.runtime.formats.png_tiff",
+               "keras_dkg.runtime.keys.artifact", "keras_dkg.runtime.keystore.store", "keras_dkg.runtime.keys.engines.providers"]
     for module in modules:
         importlib.import_module(module)
 
     import numpy as np
     from keras_dkg.embedded import seed_path
-    from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, key_size_for
-    from keras_dkg.runtime.keygen import KeyGenerator
+    from keras_dkg.runtime.ciphers import decrypt_array, encrypt_array, key_size_for
+    from keras_dkg.runtime.keys.generator import KeyGenerator
 
     model, folder = Path(sys.argv[1]), Path(sys.argv[2])
     plain = np.arange(45 * 37, dtype=np.uint16).reshape(45, 37) * 29

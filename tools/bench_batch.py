@@ -128,8 +128,9 @@ def make_dicoms(folder: Path, count: int) -> None:
 def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -> dict[str, float]:
     """ms per file for decode, keygen, xor, encode, write, one phase at a time."""
     from keras_dkg.runtime import batch, formats
-    from keras_dkg.runtime.cipher import encrypt_array, key_size_for
-    from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
+    from keras_dkg.runtime.ciphers.metadata import key_size_for
+    from keras_dkg.runtime.ciphers.registry import encrypt_array
+    from keras_dkg.runtime.keys.generator import KeyGenerator, random_nonce
 
     files, _ = batch.list_folder(folder)
     times = dict.fromkeys(("decode", "keygen", "xor", "encode+write"), 0.0)
@@ -165,13 +166,13 @@ def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -
 
 def end_to_end(folder: Path, model: Path, seed: Path, work: Path, jobs: int, chunk: int, store: str = "plain",
                engine: str = "local", backend: str = "auto") -> dict:
-    from keras_dkg.runtime.batch import decrypt_folder, encrypt_folder
-    from keras_dkg.runtime.custody import Credentials
+    from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
+    from keras_dkg.runtime.keystore.custody import Credentials
 
     out, keys = work / f"out_{folder.name}_{jobs}", work / f"keys_{folder.name}_{jobs}"
     credentials = None
     if store == "protected":
-        from keras_dkg.runtime.keystore_admin import init_store
+        from keras_dkg.runtime.keystore.admin import init_store
 
         init_store(keys, Credentials(passphrase="bench passphrase"))
     start = time.perf_counter()
@@ -202,7 +203,7 @@ root, folder, out, keys, model, seed, jobs, chunk = sys.argv[1:9]
 sys.path.insert(0, root)
 import keras_dkg
 assert keras_dkg.__file__.startswith(root), keras_dkg.__file__
-from keras_dkg.runtime.batch import encrypt_folder
+from keras_dkg.runtime.batch.driver import encrypt_folder
 start = time.perf_counter()
 report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, jobs=int(jobs), chunk=int(chunk))
 seconds = time.perf_counter() - start
@@ -267,8 +268,9 @@ def volume_split(model: Path, seed: Path, work: Path, shape: tuple[int, ...]) ->
     import gzip as gzip_module
 
     from keras_dkg.runtime import formats
-    from keras_dkg.runtime.cipher import encrypt_array, key_size_for
-    from keras_dkg.runtime.keygen import KeyGenerator, random_nonce
+    from keras_dkg.runtime.ciphers.metadata import key_size_for
+    from keras_dkg.runtime.ciphers.registry import encrypt_array
+    from keras_dkg.runtime.keys.generator import KeyGenerator, random_nonce
 
     source = make_volume(work, shape)
     times: dict[str, float] = {}

@@ -61,7 +61,7 @@ def repeats_for(batch: int, quick: bool) -> int:
 def ort_variants(threads: int):
     import onnxruntime as ort
 
-    from keras_dkg.runtime.providers import CUDA
+    from keras_dkg.runtime.keys.engines.providers import CUDA
 
     tuned = ort.SessionOptions()
     tuned.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -130,8 +130,8 @@ def bench_ort(model: Path, size: int, batches: list[int], quick: bool) -> list[d
 
 
 def engine_variants() -> list[tuple[str, str, str]]:
-    """(backend, precision, settings) of every installed key engine (keras_dkg.runtime.engines)."""
-    from keras_dkg.runtime import engines
+    """(backend, precision, settings) of every installed key engine (keras_dkg.runtime.keys.engines.registry)."""
+    from keras_dkg.runtime.keys.engines import registry as engines
 
     found = [("onnxruntime", "fp32", "defaults"), ("onnxruntime", "fp32", "tuned")]
     if "openvino" in engines.available_backends():
@@ -142,8 +142,8 @@ def engine_variants() -> list[tuple[str, str, str]]:
 
 def bench_engines(model: Path, size: int, batches: list[int], quick: bool) -> list[dict]:
     """ms/key of every key engine, taking turns, with parity against onnxruntime fp32 (defaults)."""
-    from keras_dkg.runtime.engines import create_engine
-    from keras_dkg.runtime.preprocess import quantize_key
+    from keras_dkg.runtime.keys.engines.registry import create_engine
+    from keras_dkg.runtime.keys.preprocess import quantize_key
 
     data = model.read_bytes()
     built = [(variant, create_engine(data, model.name, *variant[:2], settings=variant[2]))
@@ -180,7 +180,7 @@ def sgemm_gflops(quick: bool) -> float:
 def bench_xor(quick: bool) -> list[dict]:
     import cv2
 
-    from keras_dkg.runtime.cipher import xor_bytes
+    from keras_dkg.runtime.ciphers.xor import xor_bytes
 
     nbytes = (8 if quick else 32) << 20
     rng = np.random.default_rng(3)
@@ -280,7 +280,7 @@ def print_table(rows: list[dict], gflop: float, child: dict, size: int) -> None:
               f"{rate / peak:.0%} | {PAPER_SECONDS_PER_KEY / per_key:.0f}x | "
               f"{baseline['seconds'] / per_key:.2f}x |")
     tuned = next(r for r in rows if r["path"].startswith("onnxruntime CPU, tuned") and r["batch"] == 1)
-    print("\nKey engines (keras_dkg.runtime.engines; the rows take turns), parity against onnxruntime fp32 "
+    print("\nKey engines (keras_dkg.runtime.keys.engines.registry; the rows take turns), parity against onnxruntime fp32 "
           "defaults on the same input\n")
     print("| engine | version | batch | ms/key | vs dkg-keygen before issue 27 (ORT tuned, b1) | max \\|Δ\\| | "
           "key bytes differing |")

@@ -26,11 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from keras_dkg.runtime import keystore_admin as admin  # noqa: E402
-from keras_dkg.runtime import sealing  # noqa: E402
-from keras_dkg.runtime.custody import Credentials  # noqa: E402
-from keras_dkg.runtime.keys import Key, make_record  # noqa: E402
-from keras_dkg.runtime.keystore import KeyStore  # noqa: E402
+from keras_dkg.runtime.keys.artifact import Key, make_record  # noqa: E402
+from keras_dkg.runtime.keystore import admin, sealing  # noqa: E402
+from keras_dkg.runtime.keystore.custody import Credentials  # noqa: E402
+from keras_dkg.runtime.keystore.store import KeyStore  # noqa: E402
 
 PASS, NEW = "bench passphrase one", "bench passphrase two"
 

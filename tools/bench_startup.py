@@ -27,15 +27,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-KEYGEN = "import sys; from keras_dkg.runtime.keygen_cli import main; sys.exit(main())"
+KEYGEN = "import sys; from keras_dkg.runtime.cli.keygen import main; sys.exit(main())"
 
 
 def seed_png(folder: Path, size: int) -> Path:
     import cv2
 
     from keras_dkg.embedded import seed_path
-    from keras_dkg.runtime.imageio import read_image
-    from keras_dkg.runtime.preprocess import preprocess_uint8
+    from keras_dkg.runtime.formats.images import read_image
+    from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
     path = folder / "seed.png"
     cv2.imwrite(str(path), preprocess_uint8(read_image(seed_path()), size)[..., ::-1])

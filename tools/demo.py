@@ -59,7 +59,7 @@ def main() -> int:
 
     from keras_dkg import embedded, fit
     from keras_dkg.analysis.metrics import entropy
-    from keras_dkg.runtime.imageio import read_image, write_image
+    from keras_dkg.runtime.formats.images import read_image, write_image
 
     resume = ["--resume"] if (out / "run.json").is_file() else []
     code = fit.main(["--out", str(out), "--recipe", args.recipe, *fit_args, *resume])
@@ -68,8 +68,8 @@ def main() -> int:
     print(f"\n[1/4] trained (recipe {args.recipe}) in {time.time() - started:.0f} s -> {out / 'generator.keras'}")
 
     from keras_dkg.export.cli import main as export_main
-    from keras_dkg.runtime.cipher_cli import decrypt_main, encrypt_main
-    from keras_dkg.runtime.keygen_cli import main as keygen_main
+    from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
+    from keras_dkg.runtime.cli.keygen import main as keygen_main
 
     onnx_path = out / "generator.onnx"
     if not onnx_path.exists() and export_main(["onnx", str(out), "-o", str(onnx_path)]):

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keras_dkg.embedded import seed_path  # noqa: E402
-from keras_dkg.runtime.keygen import KeyGenerator  # noqa: E402
+from keras_dkg.runtime.keys.generator import KeyGenerator
 
 
 def relatedness(keys: list[np.ndarray]) -> str:

@@ -25,8 +25,8 @@ from keras_dkg.analysis.metrics import chi_square_uniformity, entropy  # noqa: E
 from keras_dkg.diagnose.keys import one_pixel_twin  # noqa: E402
 from keras_dkg.diagnose.statistics import nonce_relatedness, one_pixel_sensitivity  # noqa: E402
 from keras_dkg.embedded import seed_path  # noqa: E402
-from keras_dkg.runtime.keygen import KeyGenerator, load_seed  # noqa: E402
-from keras_dkg.runtime.preprocess import preprocess_uint8  # noqa: E402
+from keras_dkg.runtime.keys.generator import KeyGenerator, load_seed  # noqa: E402
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8  # noqa: E402
 
 ENGINES = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"))
 

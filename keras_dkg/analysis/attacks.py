@@ -2,7 +2,7 @@
 
 All functions work on the reference XOR (:func:`keras_dkg.analysis.differential.raw_xor`:
 raw little-endian bytes XOR the first N key bytes, never tiled), not on the production
-cipher in ``keras_dkg.runtime.cipher``; for ``cipher="xor"`` the two agree.
+cipher in ``keras_dkg.runtime.ciphers``; for ``cipher="xor"`` the two agree.
 
 * :func:`known_plaintext_attack` — one (P, C) pair gives the key bytes ``K = P ⊕ C``;
   :func:`apply_recovered_key` then decrypts any other ciphertext made with that key.

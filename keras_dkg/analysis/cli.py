@@ -71,13 +71,13 @@ def _progress(iterable, total: int, desc: str):
 
 
 def _read(path) -> np.ndarray:
-    from keras_dkg.runtime.imageio import read_image
+    from keras_dkg.runtime.formats.images import read_image
 
     return read_image(path)
 
 
 def _key_paths(items: Sequence[str]) -> list[Path]:
-    from keras_dkg.runtime.imageio import list_images
+    from keras_dkg.runtime.formats.sources import list_images
 
     paths: list[Path] = []
     for item in items:
@@ -94,7 +94,7 @@ def _key_paths(items: Sequence[str]) -> list[Path]:
 def _plots_dir(path: str | None) -> Path | None:
     if path is None:
         return None
-    from keras_dkg.runtime.outputs import OutputGuard
+    from keras_dkg.runtime.guards.outputs import OutputGuard
 
     folder = OutputGuard().check_folder(path, "plots folder")  # never a file, never inside a key store
     try:

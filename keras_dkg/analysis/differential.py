@@ -3,7 +3,7 @@
 Conventions as in :mod:`keras_dkg.analysis.metrics` (all samples pooled, so the Wu et al.
 sample count is ``M = H·W·C``). The XOR used here (:func:`raw_xor`) is the reference rule of
 the cipher contract: plaintext raw bytes (little-endian) XOR the first N bytes of the key's
-C-order bytes, never tiled. It does not depend on ``keras_dkg.runtime.cipher``.
+C-order bytes, never tiled. It does not depend on ``keras_dkg.runtime.ciphers``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The two cipher modes side by side: the paper's XOR and the hardened AEAD (docs/hardened.md).
 
 :func:`compare_modes` encrypts two plaintexts with one key image in each mode, through
-the production cipher (``keras_dkg.runtime.cipher``), and measures:
+the production cipher (``keras_dkg.runtime.ciphers``), and measures:
 
 * the **effective key stream** ``raw(C1) ⊕ raw(P1)`` — for XOR exactly the key image's
   first N bytes, for hardened the ChaCha20 stream under the HKDF subkey — with all 15
@@ -19,21 +19,25 @@ the test ≥ alpha: a random sequence fails the 148-template test ~77 % of the t
 pass when the share of p-values ≥ alpha is at least ``1-α - 3·sqrt(α(1-α)/m)`` (m =
 their number; for a single p-value that is p ≥ alpha).
 
-``--seed`` makes the hardened salt and nonce reproducible (``hardened.encrypt_reproducibly``:
+``--seed`` makes the hardened salt and nonce reproducible (``encrypt_reproducibly`` below:
 analysis only); ``seed=None`` uses fresh OS randomness, as real encryptions do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from keras_dkg.analysis import attacks, differential, metrics
-from keras_dkg.errors import InputError
-from keras_dkg.runtime.cipher import decrypt_array, encrypt_array, fingerprint
-from keras_dkg.runtime.preprocess import preprocess_uint8
+from keras_dkg.errors import DkgError, InputError
+from keras_dkg.runtime.ciphers.hardened import NAME, NONCE_BYTES, SALT_BYTES, HardenedCipher
+from keras_dkg.runtime.ciphers.metadata import CipherMetadata, fingerprint
+from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array, encrypt_with
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
 MODES = ("xor", "hardened")
 NIST_ALPHA = 0.01
@@ -65,7 +69,7 @@ def default_plaintexts(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, l
     """P1: the embedded real CT slice (pydicom CT_small.dcm) windowed to uint8 RGB at `size`;
     P2: the same slice rotated by 180 degrees (another plaintext, same key)."""
     from keras_dkg.embedded import seed_path
-    from keras_dkg.runtime.imageio import read_image
+    from keras_dkg.runtime.formats.images import read_image
 
     path = seed_path()
     p1 = prepare_plaintext(read_image(path), size)
@@ -145,8 +149,6 @@ def _cipher_report(plain: np.ndarray, cipher: np.ndarray, npcr_alpha: float, see
 
 def _encrypt(mode: str, plain: np.ndarray, key: np.ndarray, seed: int | None, context: bytes):
     if mode == "hardened" and seed is not None:
-        from keras_dkg.runtime.hardened import encrypt_reproducibly
-
         return encrypt_reproducibly(plain, key, seed, context=context)
     return encrypt_array(plain, key, cipher=mode, context=context)
 
@@ -275,7 +277,7 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
 def load_inputs(key_path: str | Path | None, plain_path: str | Path | None, plain2_path: str | Path | None,
                 size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """The CLI's inputs: key (file, or baseline), P1 (file, or the embedded CT), P2 (file, or P1 rotated)."""
-    from keras_dkg.runtime.imageio import read_image
+    from keras_dkg.runtime.formats.images import read_image
 
     if key_path is not None:
         key = read_image(key_path)
@@ -297,3 +299,29 @@ def load_inputs(key_path: str | Path | None, plain_path: str | Path | None, plai
         p2 = prepare_plaintext(read_image(plain2_path), shape)
         labels[1] = str(plain2_path)
     return key, p1, p2, {"key": key_label, "plain1": labels[0], "plain2": labels[1]}
+
+
+def _seeded_bytes(seed: int) -> Callable[[int], bytes]:
+    stream = hashlib.shake_256(f"keras_dkg/hardened/analysis-seed/{int(seed)}".encode()).digest(SALT_BYTES + NONCE_BYTES)
+    position = [0]
+
+    def take(count: int) -> bytes:
+        start = position[0]
+        position[0] += count
+        if position[0] > len(stream):
+            raise DkgError("seeded randomness exhausted")
+        return stream[start:position[0]]
+
+    return take
+
+
+def encrypt_reproducibly(plain: np.ndarray, key: np.ndarray, seed: int, *, nonce: str | None = None,
+                         context: bytes = b"", extra: dict | None = None) -> tuple[np.ndarray, CipherMetadata]:
+    """`encrypt_array(..., cipher="hardened")` with salt and nonce derived from `seed`.
+
+    For reproducible analyses and tests only (`dkg-analyze modes --seed`): the same seed and
+    key give the same subkey and nonce, which is exactly what a real encryption must never
+    do. Decrypts with the ordinary `decrypt_array`.
+    """
+    return encrypt_with(HardenedCipher(_seeded_bytes(seed)), plain, key, cipher=NAME, nonce=nonce,
+                         context=context, extra=extra)

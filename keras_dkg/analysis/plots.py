@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from keras_dkg.analysis.metrics import AdjacentCorrelation, histogram
-from keras_dkg.runtime.imageio import atomic_output
+from keras_dkg.runtime.guards.atomic import atomic_output
 
 
 def _save(figure: Figure, path, overwrite: bool) -> Path:

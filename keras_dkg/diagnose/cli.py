@@ -11,8 +11,8 @@ from pathlib import Path
 from keras_dkg.common import quiet
 from keras_dkg.errors import InputError, OutputError, run_cli
 from keras_dkg.options import add_random_seed
-from keras_dkg.runtime.imageio import write_bytes_atomic
-from keras_dkg.runtime.outputs import OutputGuard
+from keras_dkg.runtime.guards.atomic import write_bytes_atomic
+from keras_dkg.runtime.guards.outputs import OutputGuard
 
 PROG = "python -m keras_dkg.diagnose"
 

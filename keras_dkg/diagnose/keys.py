@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_dkg.errors import InputError
-from keras_dkg.runtime.nonces import perturb_seed
-from keras_dkg.runtime.preprocess import quantize_key, scale_to_unit
+from keras_dkg.runtime.keys.nonces import perturb_seed
+from keras_dkg.runtime.keys.preprocess import quantize_key, scale_to_unit
 
 
 def load_generator(run_dir: str | Path, options: dict):

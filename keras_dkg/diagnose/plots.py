@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from keras_dkg.analysis.plots import key_tiles
-from keras_dkg.runtime.imageio import atomic_output
+from keras_dkg.runtime.guards.atomic import atomic_output
 
 FILES = ("histograms.png", "autocorrelation.png", "spectrum.png", "locality.png", "training.png",
          "sample_entropy.png", "keys.png")

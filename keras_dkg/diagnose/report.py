@@ -9,8 +9,8 @@ import numpy as np
 from keras_dkg.diagnose import keys as keygen
 from keras_dkg.diagnose import run_folder, statistics
 from keras_dkg.errors import InputError
-from keras_dkg.runtime.imageio import read_image
-from keras_dkg.runtime.preprocess import preprocess_uint8
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
 CURVE_ROWS = 10
 PAPER_SIZE = 256  # the paper's key size, for the locality bound

@@ -17,8 +17,9 @@ import numpy as np
 from keras_dkg import embedded
 from keras_dkg.analysis import metrics
 from keras_dkg.errors import InputError
-from keras_dkg.runtime.imageio import list_images, read_image
-from keras_dkg.runtime.preprocess import preprocess_uint8
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.formats.sources import list_images
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
 METRICS_LOG = "metrics.jsonl"  # keras_dkg.train.loop.METRICS_LOG (not imported: it needs TF)
 SAMPLE = re.compile(r"key_step(\d+)\.png$")

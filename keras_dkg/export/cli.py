@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_output(args: argparse.Namespace) -> None:
     """The output rule (runtime.outputs), before TensorFlow is even imported."""
     from keras_dkg.export.source import GENERATOR_FILE, RUN_FILE
-    from keras_dkg.runtime.outputs import OutputGuard
+    from keras_dkg.runtime.guards.outputs import OutputGuard
 
     source = Path(args.source)
     inputs = ({"Keras model": source / GENERATOR_FILE, "run record": source / RUN_FILE} if source.is_dir()

@@ -27,7 +27,7 @@ from keras_dkg.errors import InputError, ModelError
 from keras_dkg.export.onnx_rewrite import optimize
 from keras_dkg.export.parity import check_parity, keras_runner
 from keras_dkg.export.source import ExportResult, SourceModel, check_output, export_metadata
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.runtime.guards.atomic import write_bytes_atomic
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "seed"

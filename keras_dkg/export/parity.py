@@ -21,8 +21,8 @@ import numpy as np
 
 from keras_dkg.embedded import seed_path
 from keras_dkg.errors import ModelError
-from keras_dkg.runtime.imageio import read_image
-from keras_dkg.runtime.preprocess import preprocess, quantize_key
+from keras_dkg.runtime.formats.images import read_image
+from keras_dkg.runtime.keys.preprocess import preprocess, quantize_key
 
 MAX_ABS_DELTA = 1e-3
 MAX_BYTE_SHARE = 0.01

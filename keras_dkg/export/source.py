@@ -11,8 +11,8 @@ from pathlib import Path
 import keras_dkg
 from keras_dkg.common import quiet
 from keras_dkg.errors import DkgError, InputError, ModelError, OutputError
-from keras_dkg.runtime.cipher import SIZE_MULTIPLE, digest
-from keras_dkg.runtime.preprocess import PREPROCESSING_SPEC, QUANTISATION_RULE
+from keras_dkg.runtime.ciphers.metadata import SIZE_MULTIPLE, digest
+from keras_dkg.runtime.keys.preprocess import PREPROCESSING_SPEC, QUANTISATION_RULE
 
 DEFAULT_TRAINING_SIZE = 256  # a bare .keras file does not say what it was trained at
 GENERATOR_FILE = "generator.keras"

@@ -22,7 +22,7 @@ from keras_dkg.common import quiet
 from keras_dkg.errors import ModelError
 from keras_dkg.export.parity import check_parity, keras_runner
 from keras_dkg.export.source import ExportResult, SourceModel, check_output, export_metadata
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.runtime.guards.atomic import write_bytes_atomic
 
 
 def sidecar_path(output: str | os.PathLike) -> Path:

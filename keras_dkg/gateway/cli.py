@@ -52,7 +52,7 @@ def checks(config) -> list[tuple[str, Callable[[], str]]]:
     from keras_dkg.gateway.server import open_key_store
     from keras_dkg.gateway.spool import Spool
     from keras_dkg.gateway.upstream import Pacs
-    from keras_dkg.runtime.keygen import KeyGenerator, load_seed
+    from keras_dkg.runtime.keys.generator import KeyGenerator, load_seed
 
     def store() -> str:
         opened = open_key_store(config)

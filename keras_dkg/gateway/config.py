@@ -84,7 +84,7 @@ class GatewayConfig:
     seed: Path
     spool: Path
     cipher: str = "hardened"
-    backend: str = "auto"  # key engine (keras_dkg.runtime.engines), as dkg-encrypt's --backend
+    backend: str = "auto"  # key engine (keras_dkg.runtime.keys.engines.registry), as dkg-encrypt's --backend
     precision: str = "auto"
     key_file: Path | None = None
     allow: list[Allowed] = field(default_factory=list)
@@ -191,7 +191,7 @@ def config_from_dict(raw: dict, where: str = "config", base: Path = Path(".")) -
     cipher = _text(raw, "cipher", where, required=False) or "hardened"
     if cipher not in CIPHERS:
         raise InputError(f"{where}: cipher must be one of {', '.join(CIPHERS)}, got {cipher!r}")
-    from keras_dkg.runtime.engines import BACKEND_CHOICES, PRECISION_CHOICES
+    from keras_dkg.runtime.keys.engines.registry import BACKEND_CHOICES, PRECISION_CHOICES
 
     engine = {}
     for name, choices in (("backend", BACKEND_CHOICES), ("precision", PRECISION_CHOICES)):

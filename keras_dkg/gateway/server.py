@@ -34,8 +34,8 @@ QR_MODELS = (
 
 def open_key_store(config: GatewayConfig):
     """The config's key store, unlocked the way every command does; a plain store is refused."""
-    from keras_dkg.runtime.custody import Credentials
-    from keras_dkg.runtime.keystore import KeyStore
+    from keras_dkg.runtime.keystore.custody import Credentials
+    from keras_dkg.runtime.keystore.store import KeyStore
 
     store = KeyStore(config.keys, credentials=Credentials.from_environment(config.key_file))
     if not store.protected:
@@ -65,7 +65,7 @@ def accepted_syntaxes() -> list[str]:
 class Gateway:
     def __init__(self, config: GatewayConfig):
         from keras_dkg.runtime.encryption import KeySource
-        from keras_dkg.runtime.keygen import KeyGenerator, load_seed
+        from keras_dkg.runtime.keys.generator import KeyGenerator, load_seed
 
         self.config = config
         self.store = open_key_store(config)

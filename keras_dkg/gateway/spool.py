@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from keras_dkg.errors import OutputError
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.runtime.guards.atomic import write_bytes_atomic
 
 SUFFIX = ".dcm"
 _UID = re.compile(r"^[0-9.]{1,64}$")

@@ -26,8 +26,9 @@ import numpy as np
 
 from keras_dkg import embedded
 from keras_dkg.common import short_error
-from keras_dkg.runtime.imageio import read_image, source_files, source_images, write_image
-from keras_dkg.runtime.preprocess import preprocess_uint8
+from keras_dkg.runtime.formats.images import read_image, write_image
+from keras_dkg.runtime.formats.sources import source_files, source_images
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
 MODALITIES = ("xray", "ultrasound", "mri")
 PAPER_DATASETS = {

@@ -16,7 +16,8 @@ import numpy as np
 from keras_dkg.analysis import differential, metrics, plots
 from keras_dkg.reproduce.datasets import MODALITIES
 from keras_dkg.reproduce.tablekit import Artifacts
-from keras_dkg.runtime.cipher import CipherMetadata, decrypt_array, encrypt_array
+from keras_dkg.runtime.ciphers.metadata import CipherMetadata
+from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
 
 
 def _rel(art: Artifacts, path) -> str:

@@ -21,7 +21,7 @@ from keras_dkg.errors import DkgError, TrainingError
 from keras_dkg.reproduce.profiles import grid_name
 from keras_dkg.reproduce.runner import Context
 from keras_dkg.reproduce.stages import export_model, run_training, train_config
-from keras_dkg.runtime.imageio import list_images
+from keras_dkg.runtime.formats.sources import list_images
 
 
 def grid_checkpoint_every(ctx: Context) -> int:
@@ -31,7 +31,7 @@ def grid_checkpoint_every(ctx: Context) -> int:
 def evaluate(ctx: Context, model) -> dict:
     """Keys (ONNX, onnxruntime) from every held-out seed; their entropies and mean."""
     from keras_dkg.analysis.metrics import entropy
-    from keras_dkg.runtime.keygen import KeyGenerator
+    from keras_dkg.runtime.keys.generator import KeyGenerator
 
     manifest = ctx.plaintext_manifest()
     generator = KeyGenerator(model)

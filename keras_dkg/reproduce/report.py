@@ -20,7 +20,7 @@ from keras_dkg.reproduce.provenance import ROOT
 from keras_dkg.reproduce.runner import Context, read_json, write_json
 from keras_dkg.reproduce.tablekit import Artifacts, mean, num, row, table
 from keras_dkg.reproduce.tables import EXTRA, table_keys
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.runtime.guards.atomic import write_bytes_atomic
 
 PACKAGES = ("keras-dkg", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu",
             "numpy", "scipy", "scikit-image", "opencv-python-headless", "pydicom", "nibabel", "matplotlib")

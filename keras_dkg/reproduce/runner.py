@@ -19,7 +19,7 @@ from keras_dkg.common import to_jsonable
 from keras_dkg.errors import InputError, OutputError
 from keras_dkg.reproduce.profiles import Profile
 from keras_dkg.reproduce.provenance import source_commit
-from keras_dkg.runtime.imageio import write_bytes_atomic
+from keras_dkg.runtime.guards.atomic import write_bytes_atomic
 
 CONFIG = "config.json"
 LOG = "reproduce.log"

@@ -24,7 +24,8 @@ from keras_dkg.reproduce.datasets import (
 )
 from keras_dkg.reproduce.profiles import recipe_run, training_runs
 from keras_dkg.reproduce.runner import Context, read_json, write_json
-from keras_dkg.runtime.imageio import list_images, read_image, write_image
+from keras_dkg.runtime.formats.images import read_image, write_image
+from keras_dkg.runtime.formats.sources import list_images
 
 # name -> (domain kind, cipher master seed, source folder key in the data manifest)
 DOMAINS = {
@@ -190,9 +191,9 @@ def _save(key, folder, label: str) -> str:
 
 
 def keys_for_run(ctx: Context, name: str) -> dict:
-    from keras_dkg.runtime.keygen import KeyGenerator
-    from keras_dkg.runtime.nonces import V1, V2, perturb_seed
-    from keras_dkg.runtime.preprocess import preprocess_uint8
+    from keras_dkg.runtime.keys.generator import KeyGenerator
+    from keras_dkg.runtime.keys.nonces import V1, V2, perturb_seed
+    from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
     size = ctx.image_size()
     manifest = ctx.plaintext_manifest()
@@ -243,7 +244,7 @@ def keys_for_run(ctx: Context, name: str) -> dict:
 
 def key_timing(ctx: Context) -> dict:
     """Table XIX: seconds per DeepKeyGen key with onnxruntime in this (TensorFlow) process."""
-    from keras_dkg.runtime.keygen import KeyGenerator
+    from keras_dkg.runtime.keys.generator import KeyGenerator
 
     seed = ctx.plaintext_manifest()["seed_image"]
     sizes = sorted({ctx.image_size(), 256})
@@ -276,14 +277,14 @@ def stage_keys(ctx: Context) -> dict:
 
 def hardened_available() -> bool:
     """True when the hardened mode can run here (it needs the `cryptography` package)."""
-    from keras_dkg.runtime import hardened
+    from keras_dkg.runtime.ciphers import hardened
 
     return hardened.available()
 
 
 def encrypt_set(ctx: Context, kind: str, run: str, cipher_name: str) -> dict:
-    from keras_dkg.runtime.cipher import decrypt_array, encrypt_array
-    from keras_dkg.runtime.keys import load_key
+    from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
+    from keras_dkg.runtime.keys.artifact import load_key
 
     manifest = ctx.plaintext_manifest()
     exact = []

@@ -22,7 +22,7 @@ import numpy as np
 
 from keras_dkg.reproduce.datasets import MODALITIES
 from keras_dkg.reproduce.runner import Context, read_json
-from keras_dkg.runtime.imageio import read_image
+from keras_dkg.runtime.formats.images import read_image
 
 MISSING = None
 

@@ -165,7 +165,7 @@ def outline_leak(plains: list[np.ndarray], ciphers: list[np.ndarray]) -> float |
 
 def attacks_table(art: Artifacts, paper: dict | None = None) -> dict:
     """Known plaintext, key reuse, plaintext differential: XOR (and hardened when present)."""
-    from keras_dkg.runtime.cipher import encrypt_array
+    from keras_dkg.runtime.ciphers.registry import encrypt_array
 
     kinds = ["xor"] + (["hardened"] if art.has_ciphers("hardened") else [])
     p1, p2 = art.plaintexts("mri")[:2]

@@ -166,7 +166,7 @@ def table_XIX_key_generation_seconds(art: Artifacts, paper: dict) -> dict:
 
 
 def table_XX_cipher_entropy_by_method(art: Artifacts, paper: dict) -> dict:
-    from keras_dkg.runtime.cipher import encrypt_array
+    from keras_dkg.runtime.ciphers.registry import encrypt_array
 
     plain = art.plaintexts("xray")[0]
     keys = method_keys(art)

@@ -21,17 +21,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_dkg.runtime.cipher import CipherMetadata, check_plaintext, plaintext_digest
-from keras_dkg.runtime.dicom import (
+from keras_dkg.runtime.ciphers.metadata import CipherMetadata, check_plaintext, plaintext_digest
+from keras_dkg.runtime.formats.dicom import (
     decrypt_dicom,
     encrypt_dicom,
     load_dicom_ciphertext,
     plaintext_bytes,
     read_dicom,
 )
-from keras_dkg.runtime.keygen import KeyGenerator, KeyJob, check_key_size, random_nonce
-from keras_dkg.runtime.keys import Key
-from keras_dkg.runtime.keystore import KeyStore
+from keras_dkg.runtime.keys.artifact import Key
+from keras_dkg.runtime.keys.generator import KeyGenerator, KeyJob, check_key_size, random_nonce
+from keras_dkg.runtime.keystore.store import KeyStore
 
 # The file meta's Implementation Class UID for instances received over the network: fixed
 # (not pydicom's or pynetdicom's, which change with their versions) because it is authenticated.

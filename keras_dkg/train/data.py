@@ -1,7 +1,7 @@
 """Folders of images → unpaired, step-indexed batches (a `tf.data` pipeline, or arrays for JAX).
 
 Images are decoded once with the runtime's shared preprocessing
-(`keras_dkg.runtime.preprocess`, the same function `dkg-keygen` uses) into uint8 arrays
+(`keras_dkg.runtime.keys.preprocess`, the same function `dkg-keygen` uses) into uint8 arrays
 at the training size and kept in memory (138 images at 256² are 27 MB). Which source
 and which domain image each step sees is fixed in advance from `--seed`: permutations
 per pass, independent for the two domains (unpaired). Step k therefore always sees the
@@ -30,8 +30,8 @@ import numpy as np
 from keras import ops
 
 from keras_dkg.errors import InputError
-from keras_dkg.runtime.imageio import source_files, source_images
-from keras_dkg.runtime.preprocess import preprocess_uint8
+from keras_dkg.runtime.formats.sources import source_files, source_images
+from keras_dkg.runtime.keys.preprocess import preprocess_uint8
 
 log = logging.getLogger(__name__)
 

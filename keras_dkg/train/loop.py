@@ -437,7 +437,7 @@ def sample_key(generator, seed_pixels):
     """The key the generator makes from the held-back seed (same path as dkg-keygen)."""
     import numpy as np
 
-    from keras_dkg.runtime.preprocess import quantize_key
+    from keras_dkg.runtime.keys.preprocess import quantize_key
 
     output = generator(seed_pixels[None], training=False)
     return quantize_key(np.asarray(output)[0])
@@ -448,8 +448,9 @@ def _run(config: TrainConfig, previous: dict | None, checkpoint_folder: Path | N
     import keras
 
     from keras_dkg.domains import byte_entropy
-    from keras_dkg.runtime.imageio import atomic_output, read_image, write_image
-    from keras_dkg.runtime.preprocess import preprocess
+    from keras_dkg.runtime.formats.images import read_image, write_image
+    from keras_dkg.runtime.guards.atomic import atomic_output
+    from keras_dkg.runtime.keys.preprocess import preprocess
     from keras_dkg.train import checkpoints
 
     out = Path(config.out)

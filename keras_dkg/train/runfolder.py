@@ -34,7 +34,7 @@ def recorded_recipe(out: Path) -> str | None:
 
 def check_outputs(config: TrainConfig) -> None:
     """The output rule (runtime.outputs): a run folder is never an input, inside one, or in a key store."""
-    from keras_dkg.runtime.outputs import OutputGuard
+    from keras_dkg.runtime.guards.outputs import OutputGuard
 
     inputs = {"source folder": config.source, "domain folder": config.domain, "seed image": config.seed_image}
     why = "the run's own images would be read as training data (choose an --out outside it)"
@@ -93,7 +93,7 @@ def discard_failed(out: Path, before: list[Path] | None) -> None:
 
 def write_record(config: TrainConfig, summary: dict, versions: dict | None = None) -> Path:
     """Write run.json atomically: the options, the summary so far, versions and machine."""
-    from keras_dkg.runtime.imageio import write_bytes_atomic
+    from keras_dkg.runtime.guards.atomic import write_bytes_atomic
 
     record = {
         "options": config.options(),

@@ -45,15 +45,15 @@ def _ascii_bits(raw: np.ndarray) -> np.ndarray | None:
 
 def read_bits(path: str | os.PathLike) -> np.ndarray:
     """Bits of a file: an image (pixels' bytes in C order, via
-    ``keras_dkg.runtime.imageio.read_image``), an ASCII file of '0'/'1' characters such as
+    ``keras_dkg.runtime.formats.images.read_image``), an ASCII file of '0'/'1' characters such as
     the spec's ``data.e`` (detected by content: only 0/1/whitespace), or raw bytes."""
-    from keras_dkg.runtime.inputs import MAX_IMAGE_BYTES, read_bounded, regular_file
+    from keras_dkg.runtime.guards.inputs import MAX_IMAGE_BYTES, read_bounded, regular_file
 
     path = regular_file(path, "bit source")  # folders, FIFOs and devices refused by type
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty (0 bytes)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        from keras_dkg.runtime.imageio import read_image
+        from keras_dkg.runtime.formats.images import read_image
 
         return bits_from_bytes(read_image(path))
     raw = np.frombuffer(read_bounded(path, MAX_IMAGE_BYTES, "bit source"), dtype=np.uint8)
