@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from keras_dkg.errors import DkgError, IntegrityError, KeyMaterialError
-from keras_dkg.runtime import cipher, hardened
+from keras_dkg.runtime import ciphers as cipher
+from keras_dkg.runtime.ciphers import hardened
 from keras_dkg.runtime.ciphers.metadata import CipherMetadata, key_size_for
 from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
 from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
@@ -45,8 +46,8 @@ def sealed(shape=(31, 17, 3), dtype=np.uint16):
 
 
 def test_registered_through_the_cipher_hook():
-    assert cipher.KEYSTREAMS["hardened"] is hardened.HARDENED and cipher.is_aead(hardened.HARDENED)
-    assert not cipher.is_aead(cipher.KEYSTREAMS["xor"])
+    assert cipher.keystream_for("hardened") is hardened.HARDENED and cipher.is_aead(hardened.HARDENED)
+    assert not cipher.is_aead(cipher.keystream_for("xor"))
 
 
 @pytest.mark.parametrize("mode", ["xor", "hardened"])
@@ -321,14 +322,14 @@ def test_cli_and_batch_with_fresh_keys(tmp_path, tiny_onnx_model, capsys):
 
 
 def test_the_cipher_registry_loads_the_hardened_module_on_first_use():
-    """One registry (cipher.CIPHER_MODULES), no import cycle: cipher.py does not import hardened.py."""
+    """One registry (ciphers.registry.CIPHERS, "module:object"), no import cycle: the registry does not import hardened.py."""
     import subprocess
     import sys
 
     code = ("import sys, numpy as np\n"
-            "from keras_dkg.runtime import cipher\n"
+            "from keras_dkg.runtime.ciphers import registry as cipher\n"
             "assert 'keras_dkg.runtime.ciphers.hardened' not in sys.modules\n"
-            "assert cipher.KNOWN_CIPHERS == tuple(cipher.CIPHER_MODULES) == ('xor', 'hardened')\n"
+            "assert cipher.KNOWN_CIPHERS == tuple(cipher.CIPHERS) == ('xor', 'hardened')\n"
             "plain = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)\n"
             "key = np.full((4, 4, 3), 7, np.uint8)\n"
             "data, meta = cipher.encrypt_array(plain, key, cipher='hardened')\n"

@@ -17,7 +17,8 @@ from keras_dkg.errors import (
     KeyMaterialError,
     OutputError,
 )
-from keras_dkg.runtime import formats, nifti
+from keras_dkg.runtime import formats
+from keras_dkg.runtime.formats import nifti
 from keras_dkg.runtime.ciphers.metadata import key_size_for
 from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
 from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
@@ -171,7 +172,7 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
     assert bomb.stat().st_size < 1 << 20
     probe = ("import resource, sys\n"
              "from keras_dkg.errors import InputError\n"
-             "from keras_dkg.runtime import nifti\n"
+             "from keras_dkg.runtime.formats import nifti\n"
              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
              "try:\n    nifti.open_plaintext(sys.argv[1])\nexcept InputError as exc:\n    print(exc)\n"
              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")

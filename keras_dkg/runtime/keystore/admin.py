@@ -39,14 +39,17 @@ from keras_dkg.runtime.guards.outputs import OutputGuard
 from keras_dkg.runtime.keystore import locks as keystore_locks
 from keras_dkg.runtime.keystore import sealing
 from keras_dkg.runtime.keystore.audit import AUDIT_NAME, GENESIS, AuditLog
-from keras_dkg.runtime.keystore.check import (
+from keras_dkg.runtime.keystore.check import (  # noqa: F401 (verify/audit are part of this API)
     NEXT_AUDIT,
     PROTECT_PENDING,
+    Verification,
+    audit_store,
     account,
     plain_leftovers,
     store_manifest,
     unaccounted_indexes,
     unaccounted_message,
+    verify_store,
 )
 from keras_dkg.runtime.keystore.custody import (
     MANIFEST_NAME,
