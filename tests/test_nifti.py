@@ -18,10 +18,10 @@ from keras_dkg.errors import (
     OutputError,
 )
 from keras_dkg.runtime import formats
-from keras_dkg.runtime.formats import nifti
 from keras_dkg.runtime.ciphers.metadata import key_size_for
 from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
 from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
+from keras_dkg.runtime.formats import nifti
 
 DTYPES = ["int8", "int16", "int32", "uint8", "uint16", "float32", "float64"]
 RNG = np.random.default_rng(3)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keras_dkg.analysis.differential import raw_xor
-from keras_dkg.analysis.metrics import _array, pearson, psnr
+from keras_dkg.analysis.metrics import checked_array, pearson, psnr
 from keras_dkg.errors import InputError
 
 
@@ -59,8 +59,8 @@ def known_plaintext_attack(plain, cipher, known_bytes: int | None = None) -> np.
         known, else a flat array of ``known_bytes`` (or ``plain.nbytes``) bytes. These
         are exactly the first bytes of the true key.
     """
-    plain = _array(plain, "plain")
-    cipher = _array(cipher, "cipher")
+    plain = checked_array(plain, "plain")
+    cipher = checked_array(cipher, "cipher")
     _same_layout(plain, cipher, ("plain", "cipher"))
     if plain.dtype.kind not in "ui":
         raise InputError(f"plain: integer samples expected, got {plain.dtype}")
@@ -107,7 +107,7 @@ def apply_recovered_key(other_cipher, key, true_plain=None) -> Recovery:
     key does not cover are left unchanged), the covered share, and, when ``true_plain``
     is given, the share of exactly recovered bytes and the PSNR.
     """
-    cipher = _array(other_cipher, "other_cipher")
+    cipher = checked_array(other_cipher, "other_cipher")
     if cipher.dtype.kind not in "ui":
         raise InputError(f"other_cipher: integer samples expected, got {cipher.dtype}")
     key_bytes = np.asarray(key)
@@ -121,7 +121,7 @@ def apply_recovered_key(other_cipher, key, true_plain=None) -> Recovery:
     estimate = stream.view(little).reshape(cipher.shape)
     exact = quality = None
     if true_plain is not None:
-        truth = _array(true_plain, "true_plain")
+        truth = checked_array(true_plain, "true_plain")
         _same_layout(truth, cipher, ("true_plain", "other_cipher"))
         exact = float(np.mean(_bytes_of(truth) == stream))
         quality = psnr(np.ascontiguousarray(truth, dtype=little), estimate)
@@ -143,8 +143,8 @@ def key_reuse_leak(c1, c2) -> np.ndarray:
     array of that shape (little-endian dtype): the XOR of the two plaintexts, obtained
     without the key.
     """
-    c1 = _array(c1, "c1")
-    c2 = _array(c2, "c2")
+    c1 = checked_array(c1, "c1")
+    c2 = checked_array(c2, "c2")
     _same_layout(c1, c2, ("c1", "c2"))
     if c1.dtype.kind not in "ui":
         raise InputError(f"c1: integer samples expected, got {c1.dtype}")
@@ -171,8 +171,8 @@ def key_reuse_report(c1, c2, p1, p2, p2_guess=None) -> dict:
     (share of P1 bytes recovered exactly with the guess) and ``guess_correct_share``.
     """
     leak = key_reuse_leak(c1, c2)
-    p1 = _array(p1, "p1")
-    p2 = _array(p2, "p2")
+    p1 = checked_array(p1, "p1")
+    p2 = checked_array(p2, "p2")
     _same_layout(p1, leak, ("p1", "c1"))
     _same_layout(p2, leak, ("p2", "c1"))
     leak_b, p1_b, p2_b = _bytes_of(leak), _bytes_of(p1), _bytes_of(p2)
@@ -247,7 +247,7 @@ def decryption_grid(keys: Mapping[str, np.ndarray], plaintexts) -> DecryptionGri
     exact = np.zeros((n, n))
     quality = np.zeros((n, n))
     for plain in plains:
-        plain = _array(plain, "plaintext")
+        plain = checked_array(plain, "plaintext")
         ciphers = [raw_xor(plain, keys[name]) for name in names]
         for i in range(n):
             for j in range(n):

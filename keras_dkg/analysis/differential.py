@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from keras_dkg.analysis.metrics import _array, _levels_view, _pair
+from keras_dkg.analysis.metrics import checked_array, checked_pair, levels_view
 from keras_dkg.errors import InputError, KeyMaterialError
 
 #: Expected NPCR (%) of two independent uniform 8-bit images: F/(F+1) with F = 255.
@@ -52,9 +52,9 @@ def npcr_uaci(a, b) -> NpcrUaci:
         ``a == 127.5`` (never for integers) and UACI ``100·mean(|2a-255|)/255``. Two
         independent uniform uint8 images give about 99.6094 / 33.4635.
     """
-    a, b = _pair(a, b)
-    a, levels = _levels_view(a, "a")
-    b, _ = _levels_view(b, "b")
+    a, b = checked_pair(a, b)
+    a, levels = levels_view(a, "a")
+    b, _ = levels_view(b, "b")
     diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
     npcr = 100.0 * float(np.count_nonzero(diff)) / diff.size
     uaci = 100.0 * float(diff.mean()) / (levels - 1)
@@ -153,7 +153,7 @@ def npcr_uaci_critical(shape, alpha: float = 0.05, levels: int = 256) -> NpcrUac
 def npcr_uaci_report(a, b, compared: str, alpha: float = 0.05, **extra) -> dict:
     """NPCR/UACI of ``a`` vs ``b`` with the Wu et al. verdicts; ``compared`` names the pair."""
     result = npcr_uaci(a, b)
-    levels = _levels_view(np.asarray(a), "a")[1]
+    levels = levels_view(np.asarray(a), "a")[1]
     critical = npcr_uaci_critical(np.shape(a), alpha=alpha, levels=levels)
     report = {
         "compared": compared,
@@ -239,7 +239,7 @@ def chosen_plaintext(plain, key_a, key_b, alpha: float = 0.05) -> dict:
     -------
     dict: ``compared``, ``npcr``, ``uaci`` (percent), Wu verdicts, ``key_npcr``.
     """
-    plain = _array(plain, "plain")
+    plain = checked_array(plain, "plain")
     c_a = raw_xor(plain, key_a)
     c_b = raw_xor(plain, key_b)
     key_bytes = plain.nbytes
@@ -271,7 +271,7 @@ def chosen_ciphertext(cipher, key_a, key_b, alpha: float = 0.05) -> dict:
     -------
     dict: ``compared``, ``npcr``, ``uaci`` (percent), Wu verdicts.
     """
-    cipher = _array(cipher, "cipher")
+    cipher = checked_array(cipher, "cipher")
     return npcr_uaci_report(
         raw_xor(cipher, key_a),
         raw_xor(cipher, key_b),
@@ -301,8 +301,8 @@ def plaintext_differential(plain, key, index: int | None = None, seed: int | Non
     -------
     dict: ``compared``, ``npcr``, ``uaci``, ``expected_npcr`` (= 100/N), ``changed``.
     """
-    plain = _array(plain, "plain")
-    unsigned, levels = _levels_view(plain, "plain")
+    plain = checked_array(plain, "plain")
+    unsigned, levels = levels_view(plain, "plain")
     if index is None:
         index = int(np.random.default_rng(seed).integers(plain.size))
     if not 0 <= int(index) < plain.size:

@@ -47,7 +47,7 @@ SSIM_SETTINGS = {
 # --------------------------------------------------------------------------- helpers
 
 
-def _array(image, name: str = "image") -> np.ndarray:
+def checked_array(image, name: str = "image") -> np.ndarray:
     try:
         array = np.asarray(image)
     except Exception as exc:  # ragged lists etc.
@@ -61,9 +61,9 @@ def _array(image, name: str = "image") -> np.ndarray:
     return array
 
 
-def _levels_view(image, name: str = "image") -> tuple[np.ndarray, int]:
+def levels_view(image, name: str = "image") -> tuple[np.ndarray, int]:
     """Samples as unsigned integers (bit pattern) and the number of levels L."""
-    array = _array(image, name)
+    array = checked_array(image, name)
     if array.dtype.kind not in "ui" or array.dtype.itemsize not in (1, 2):
         raise InputError(
             f"{name}: level metrics need 8- or 16-bit integer samples, got {array.dtype}"
@@ -76,9 +76,9 @@ def _levels_view(image, name: str = "image") -> tuple[np.ndarray, int]:
     return array, 1 << (8 * array.dtype.itemsize)
 
 
-def _pair(a, b, names=("a", "b")) -> tuple[np.ndarray, np.ndarray]:
-    a = _array(a, names[0])
-    b = _array(b, names[1])
+def checked_pair(a, b, names=("a", "b")) -> tuple[np.ndarray, np.ndarray]:
+    a = checked_array(a, names[0])
+    b = checked_array(b, names[1])
     if a.shape != b.shape:
         raise InputError(f"{names[0]} and {names[1]} differ in shape: {a.shape} vs {b.shape}")
     if a.dtype != b.dtype:
@@ -106,7 +106,7 @@ def histogram(image) -> np.ndarray:
         ``L = 256`` for 8-bit samples (65536 for 16-bit); ``counts[v]`` is the number of
         samples equal to ``v``; the counts sum to ``image.size``.
     """
-    array, levels = _levels_view(image)
+    array, levels = levels_view(image)
     return np.bincount(array.reshape(-1), minlength=levels).astype(np.int64)
 
 
@@ -146,7 +146,7 @@ def entropy_per_channel(image) -> list[float]:
     -------
     list of C floats (one float for a gray image), each in [0, 8] for 8-bit samples.
     """
-    array, levels = _levels_view(image)
+    array, levels = levels_view(image)
     array = _channels_last(array)
     return [
         _entropy_of_counts(np.bincount(array[..., c].reshape(-1), minlength=levels))
@@ -210,7 +210,7 @@ def mse(a, b) -> float:
     float >= 0, in squared sample units (uint8: at most 65025). A uniform random key
     XOR a typical image gives roughly 1e4.
     """
-    a, b = _pair(a, b)
+    a, b = checked_pair(a, b)
     diff = a.astype(np.float64) - b.astype(np.float64)
     return float(np.mean(diff * diff))
 
@@ -228,7 +228,7 @@ def psnr(a, b, data_range: float | None = None) -> float:
     -------
     float; ``inf`` for identical images.
     """
-    a, b = _pair(a, b)
+    a, b = checked_pair(a, b)
     error = mse(a, b)
     peak = _data_range(a, data_range)
     return math.inf if error == 0.0 else float(10.0 * math.log10(peak * peak / error))
@@ -253,7 +253,7 @@ def ssim(a, b, data_range: float | None = None) -> float:
     """
     from skimage.metrics import structural_similarity
 
-    a, b = _pair(a, b)
+    a, b = checked_pair(a, b)
     side = min(a.shape[0], a.shape[1])
     win = min(7, side if side % 2 else side - 1)
     if win < 3:
@@ -343,7 +343,7 @@ def adjacent_correlation(
     """
     if direction not in _OFFSETS:
         raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
-    array = _channels_last(_array(image))
+    array = _channels_last(checked_array(image))
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError("image contains NaN or infinite values")
     height, width, channels = array.shape

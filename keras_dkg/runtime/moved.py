@@ -29,7 +29,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "batch_worker": ("batch.worker",),
     "cipher": ("ciphers.metadata", "ciphers.xor", "ciphers.registry"),
     "cipher_cli": ("cli.encrypt",),
-    "containers": ("formats.png_tiff",),
+    "containers": ("formats.png_tiff", "formats.detect"),
     "custody": ("keystore.custody",),
     "dicom": ("formats.dicom",),
     "engine_choice": ("keys.engines.choice",),

@@ -12,10 +12,10 @@ import stat
 from pathlib import Path
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
-
-
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 LOSSLESS_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
+#: formats a ciphertext must never be written in (their encoders change the samples)
+LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg", ".jp2", ".webp", ".gif", ".bmp"})
 IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
 
 
@@ -37,13 +37,8 @@ def is_dicom(path: Path) -> bool:
 NIFTI_NAMES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
 
 
-    # as_recorded: write the container the ciphertext records, whatever `target` is called (a batch)
-
-
 def format_of(path: str | os.PathLike) -> str:
     """The format of a file we read: by suffix, then DICOM's magic (a DICOM file may have any name)."""
-    from keras_dkg.runtime.formats.detect import is_dicom
-
     target = Path(path)
     if target.name.lower().endswith(NIFTI_NAMES):
         return "nifti"
@@ -61,9 +56,6 @@ def output_format(source_kind: str, target: str | os.PathLike) -> str:
     is called. Never the bytes of an existing file at `target`: what is written does not
     depend on what it replaces.
     """
-    from keras_dkg.runtime.formats.detect import DICOM_SUFFIXES, RASTER_SUFFIXES
-    from keras_dkg.runtime.formats.png_tiff import LOSSY_SUFFIXES
-
     name = Path(target).name.lower()
     suffix = os.path.splitext(name)[1]
     if name.endswith(NIFTI_NAMES):
@@ -78,8 +70,6 @@ def output_format(source_kind: str, target: str | os.PathLike) -> str:
 def named_like_a_file_we_read(name: str) -> bool:
     """Whether a file name has a suffix of a format we read (a batch lists these; DICOM is also
     recognised by its magic bytes, see `recognised`)."""
-    from keras_dkg.runtime.formats.detect import IMAGE_SUFFIXES
-
     lower = name.lower()
     return lower.endswith(NIFTI_NAMES) or os.path.splitext(lower)[1] in IMAGE_SUFFIXES
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_dkg.errors import AlreadyEncryptedError, InputError, IntegrityError, OutputError
 from keras_dkg.runtime.ciphers.metadata import CipherMetadata
-from keras_dkg.runtime.formats.detect import is_dicom
+from keras_dkg.runtime.formats.detect import LOSSY_SUFFIXES, is_dicom
 from keras_dkg.runtime.formats.images import (
     decode_image,
     encode_lossless,
@@ -58,7 +58,6 @@ class Container:
 
 
 CONTAINERS: dict[str, Container] = {}
-LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg", ".jp2", ".webp", ".gif", ".bmp"})
 
 
 def register_container(suffixes: tuple[str, ...] | list[str], container: Container) -> None:

@@ -48,6 +48,7 @@ class CiphertextFile(Protocol):
 
     def write_plaintext(self, target: str | os.PathLike, array: np.ndarray, overwrite: bool = False,
                         as_recorded: bool = False) -> Path: ...
+    # as_recorded: write the container the ciphertext records, whatever `target` is called (a batch)
 
 
 def _module(name: str):

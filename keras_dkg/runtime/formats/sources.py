@@ -15,7 +15,7 @@ import numpy as np
 from keras_dkg.errors import InputError
 from keras_dkg.runtime.formats.detect import IMAGE_SUFFIXES
 from keras_dkg.runtime.formats.images import read_image
-from keras_dkg.runtime.formats.nifti import is_nifti_name, volume_array
+from keras_dkg.runtime.formats.nifti import SUFFIXES, is_nifti_name, volume_array
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
@@ -35,8 +35,6 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
 
 def source_files(folder: str | os.PathLike) -> list[Path]:
     """Sorted images and NIfTI volumes under `folder` (recursively): what training and domains read."""
-    from keras_dkg.runtime.formats.nifti import SUFFIXES, is_nifti_name
-
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
@@ -54,9 +52,6 @@ def source_files(folder: str | os.PathLike) -> list[Path]:
 def source_images(path: Path) -> list[tuple[Path, np.ndarray]]:
     """(label, image) of one source file: the image, or a NIfTI volume's kept axial slices
     (`nifti.training_slices`, labelled FILE:z); errors name the file."""
-    from keras_dkg.runtime.formats.nifti import is_nifti_name
-    from keras_dkg.runtime.formats.sources import training_slices
-
     if is_nifti_name(path):
         return [(Path(label), image) for label, image in training_slices(path)]
     return [(path, read_image(path))]
