@@ -1077,7 +1077,7 @@ def test_two_batches_into_one_output_folder(tmp_path, tiny_onnx_model):
     out, keys = tmp_path / "out", tmp_path / "keys"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     # each run holds the folder 1.5 s longer, so that two runs started together overlap
-    script = ("import sys, time\nfrom keras_dkg.runtime import batch\nrun = batch._run\n"
+    script = ("import sys, time\nfrom keras_dkg.runtime.batch import driver as batch\nrun = batch._run\n"
               "batch._run = lambda *a, **k: (time.sleep(1.5), run(*a, **k))[1]\n"
               "from keras_dkg.runtime.cli.encrypt import encrypt_main\nsys.exit(encrypt_main(sys.argv[1:]))")
     command = [sys.executable, "-c", script, "--batch", str(source), "-o", str(out), "--keys", str(keys),

@@ -27,8 +27,8 @@ import json, shutil, subprocess, sys
 from pathlib import Path
 full, argv, copy = Path(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
-from keras_dkg.runtime import cipher_cli
-code = cipher_cli.encrypt_main(argv)
+from keras_dkg.runtime.cli.encrypt import encrypt_main
+code = encrypt_main(argv)
 shutil.copytree(full, copy, symlinks=True)  # the mount ends with this namespace: keep what it holds
 sys.exit(code)
 """

@@ -33,7 +33,7 @@ SLOW_HOOK = f"""
 import os
 if os.environ.get("DKG_TEST_SLOW_BATCH"):
     import time
-    from keras_dkg.runtime import batch_worker
+    from keras_dkg.runtime.batch import worker as batch_worker
     _real = batch_worker.encrypt_array
     def _slow(*args, **kwargs):
         time.sleep({SLOW_S})

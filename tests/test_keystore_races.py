@@ -51,7 +51,7 @@ class Holder:
     def __init__(self, folder: Path, shard: str | None = None, create: bool = True):
         code = textwrap.dedent(f"""
             import sys
-            from keras_dkg.runtime import sealing
+            from keras_dkg.runtime.keystore import sealing
             sealing.ARGON2_DEFAULTS = {{"name": "argon2id", "iterations": 1, "lanes": 1, "memory_kib": 64}}
             from keras_dkg.runtime.keystore.custody import Credentials
             from keras_dkg.runtime.keystore.store import KeyStore

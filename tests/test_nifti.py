@@ -21,7 +21,7 @@ from keras_dkg.runtime import formats
 from keras_dkg.runtime.ciphers.metadata import key_size_for
 from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
 from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
-from keras_dkg.runtime.formats import nifti
+from keras_dkg.runtime.formats import nifti, sources
 
 DTYPES = ["int8", "int16", "int32", "uint8", "uint16", "float32", "float64"]
 RNG = np.random.default_rng(3)
@@ -282,7 +282,7 @@ def _padded_volume(path: Path, empty: int = 2) -> Path:
 
 
 def test_training_slices_drop_empty_slices_and_window_each_volume(tmp_path):
-    slices = nifti.training_slices(_padded_volume(tmp_path / "v.nii.gz"))
+    slices = sources.training_slices(_padded_volume(tmp_path / "v.nii.gz"))
     assert [label.rsplit(":", 1)[1] for label, _ in slices] == ["2", "3", "4", "5"]
     image = slices[0][1]
     assert image.dtype == np.uint16 and image.shape == (16, 20), "rot90: x-y plane shown upright"
@@ -290,7 +290,7 @@ def test_training_slices_drop_empty_slices_and_window_each_volume(tmp_path):
     assert 0 < int(image.min()) < 10000, "its 0.5th percentile (the zero padding) maps to 0"
     four_d = tmp_path / "t.nii"
     nib.save(nib.Nifti1Image(RNG.integers(1, 100, (8, 8, 3, 2)).astype(np.int16), np.eye(4)), four_d)
-    assert [label.split(":", 1)[1] for label, _ in nifti.training_slices(four_d)] == [
+    assert [label.split(":", 1)[1] for label, _ in sources.training_slices(four_d)] == [
         "0:0", "1:0", "2:0", "0:1", "1:1", "2:1"]
 
 

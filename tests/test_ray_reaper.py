@@ -26,7 +26,7 @@ DEADLINE_S = 20  # every Ray process of the session must be gone by then (SIGTER
 # pids, then waits for a word on stdin ("done": shut down like a batch that ends normally).
 DRIVER = textwrap.dedent("""
     import os, subprocess, sys, time
-    from keras_dkg.runtime import ray_reaper
+    from keras_dkg.runtime.batch.engines import ray_reaper
     reaper = ray_reaper.start()
     session = f"/tmp/ray/session_2026-12-04_20-56-56_053573_{os.getpid()}"
     sleeper = [sys.executable, "-c", "import subprocess, sys, time; "

@@ -127,12 +127,13 @@ def make_dicoms(folder: Path, count: int) -> None:
 
 def phase_split(folder: Path, model: Path, seed: Path, work: Path, chunk: int) -> dict[str, float]:
     """ms per file for decode, keygen, xor, encode, write, one phase at a time."""
-    from keras_dkg.runtime import batch, formats
+    from keras_dkg.runtime import formats
+    from keras_dkg.runtime.batch.listing import list_folder
     from keras_dkg.runtime.ciphers.metadata import key_size_for
     from keras_dkg.runtime.ciphers.registry import encrypt_array
     from keras_dkg.runtime.keys.generator import KeyGenerator, random_nonce
 
-    files, _ = batch.list_folder(folder)
+    files, _ = list_folder(folder)
     times = dict.fromkeys(("decode", "keygen", "xor", "encode+write"), 0.0)
     generator = KeyGenerator(model, batch_size=chunk)
     start = time.perf_counter()
@@ -230,7 +231,7 @@ root, source, out, keys, model, seed = sys.argv[1:7]
 sys.path.insert(0, root)
 import keras_dkg
 assert keras_dkg.__file__.startswith(root), keras_dkg.__file__
-from keras_dkg.runtime import cipher_cli
+from keras_dkg.runtime import cipher_cli  # the old path: this script also runs older checkouts
 start = time.perf_counter()
 code = cipher_cli.encrypt_main([source, "-o", out, "--model", model, "--seed", seed, "--keys", keys])
 assert code == 0, code

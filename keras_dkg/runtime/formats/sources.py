@@ -51,7 +51,7 @@ def source_files(folder: str | os.PathLike) -> list[Path]:
 
 def source_images(path: Path) -> list[tuple[Path, np.ndarray]]:
     """(label, image) of one source file: the image, or a NIfTI volume's kept axial slices
-    (`nifti.training_slices`, labelled FILE:z); errors name the file."""
+    (`training_slices`, labelled FILE:z); errors name the file."""
     if is_nifti_name(path):
         return [(Path(label), image) for label, image in training_slices(path)]
     return [(path, read_image(path))]

@@ -202,7 +202,7 @@ def load_seed(seed: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str, st
     from keras_dkg.runtime.formats.sources import seed_slice, split_slice_spec
 
     volume = split_slice_spec(seed)
-    if volume is not None:  # VOLUME.nii[.gz][:SLICE]: one axial slice (runtime.nifti.seed_slice)
+    if volume is not None:  # VOLUME.nii[.gz][:SLICE]: one axial slice (formats.sources.seed_slice)
         pixels, digested, label = seed_slice(*volume)
         return pixels, digest(digested), label
     path = Path(seed)
