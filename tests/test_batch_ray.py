@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_batch_the_others_finish_exactly_once(tmp_path, tiny
 
 def test_decrypt_before_the_merge_and_concurrent_shards(tmp_path, tiny_onnx_model, monkeypatch):
     src = make_folder(tmp_path / "in")
-    monkeypatch.setattr(batch_module, "_merge_shards", lambda settings: None)  # a driver killed before merging
+    monkeypatch.setattr(batch_ray, "_merge_shards", lambda settings: None)  # a driver killed before merging
     report = encrypt_folder(src, tmp_path / "out", keys=tmp_path / "ks", model=tiny_onnx_model, seed=SEED,
                             engine="ray", workers=2)
     assert report.exit_code == 0

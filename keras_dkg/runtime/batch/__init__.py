@@ -9,7 +9,6 @@ processes or Ray actors (engines).
 from keras_dkg.runtime.batch.driver import (
     DEFAULT_CHUNK,
     ENGINES,
-    SHARD_MERGE_WAIT_S,
     BatchInterrupted,
     decrypt_folder,
     encrypt_folder,
@@ -37,7 +36,6 @@ __all__ = [
     "BatchInterrupted",
     "DEFAULT_CHUNK",
     "ENGINES",
-    "SHARD_MERGE_WAIT_S",
     "decrypt_folder",
     "encrypt_folder",
     "BatchReport",

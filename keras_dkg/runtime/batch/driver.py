@@ -35,17 +35,14 @@ This module drives a batch; the pieces are `batch_checks` (before any work),
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
-import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from keras_dkg.common import progress_bar, utc_timestamp
-from keras_dkg.errors import DkgError, InputError, KeyMaterialError, OutputError
-from keras_dkg.runtime.batch import worker as batch_worker
+from keras_dkg.errors import InputError, KeyMaterialError
 from keras_dkg.runtime.batch.checks import (
     LOCK_NAME,
     check_folders,
@@ -54,8 +51,6 @@ from keras_dkg.runtime.batch.checks import (
     guard_outputs,
     make_folder,
 )
-from keras_dkg.runtime.batch.engines.environment import scrubbed_spawn_context
-from keras_dkg.runtime.batch.engines.processes import stop_pool
 from keras_dkg.runtime.batch.listing import list_folder
 from keras_dkg.runtime.batch.report import (
     DECRYPTED,
@@ -79,8 +74,11 @@ __all__ = ["LOCK_NAME", "REPORT_NAME", "BatchInterrupted", "BatchReport", "FileR
            "encrypt_folder", "folder_lock", "list_folder", "open_plaintext", "ENCRYPTED", "DECRYPTED", "VERIFIED",
            "RESUMED", "FAILED", "SKIPPED", "IGNORED", "INTERRUPTED"]
 
+#: where a batch's workers run: name -> "module:function", each `run(report, settings, chunks, workers, bar,
+#: collect, generator=None)` (batch/engines/)
+ENGINES = {"local": "keras_dkg.runtime.batch.engines.processes:run",
+           "ray": "keras_dkg.runtime.batch.engines.ray_actors:run"}
 DEFAULT_CHUNK = 8  # files per worker task = keys per session run (at most)
-SHARD_MERGE_WAIT_S = 20.0  # how long the driver waits for its killed Ray actors to let go of their shards
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -127,106 +125,24 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 
 def _run(report: BatchReport, settings: dict, relatives: list[str], jobs: int, progress: bool,
          generator=None) -> None:
-    """Process every file into `report`; on an interruption, what finished is in it, then it re-raises."""
-    command = settings["command"]
-    size = settings["chunk"]
+    """Process every file into `report` on the settings' engine; on an interruption, what finished is in it, then it re-raises."""
     ray = settings.get("engine") == "ray"
     workers = settings.get("workers") or 2 if ray else jobs
+    size = settings["chunk"]
     if workers > 1:  # keep every worker busy: at least ~4 tasks each, when there are enough files
         size = max(1, min(size, -(-len(relatives) // (4 * workers))))
     chunks = _chunks(relatives, size)
-    bar = _Progress(len(relatives), command, progress)
+    bar = _Progress(len(relatives), settings["command"], progress)
     try:
-        if ray:
-            from keras_dkg.runtime.batch.engines import ray_actors as batch_ray
-
-            batch_ray.run(report, settings, chunks, workers, settings.get("ray_address"), bar, _collect)
-            _merge_shards(settings)
-        elif jobs <= 1 or len(chunks) <= 1:
-            _run_here(report, settings, chunks, bar, generator)
-        else:
-            _run_pool(report, settings, chunks, jobs, bar)
+        _engine(settings.get("engine", "local"))(report, settings, chunks, workers, bar, _collect, generator=generator)
     finally:
         bar.close()
 
 
-def _merge_shards(settings: dict) -> None:
-    """The finished key store shards into the main index (readers saw them all along).
-
-    Only shards whose writer is gone are taken (`KeyStore.merge_shards`): another run's live
-    shards stay for its own merge. This run's actors were just killed; their locks go as
-    their processes end, so they are waited for (bounded); one still held is merged later.
-    """
-    from keras_dkg.runtime.keystore.store import KeyStore
-
-    store = KeyStore(settings["keys"], credentials=settings.get("credentials"))
-    own = settings.get("ray_shards", [])
-    try:
-        store.merge_shards(wait_for=own, wait_s=SHARD_MERGE_WAIT_S)
-    except (KeyMaterialError, OutputError) as exc:  # the keys are safe in the shards: the run's report still counts
-        print(f"warning: {settings['keys']}: the shards were not merged ({exc}); readers use them as they are, "
-              "`dkg-keys verify` shows the problem", file=sys.stderr)
-        return
-    left = [name for name in store.live_shards if name in own]
-    if left:
-        print(f"warning: {settings['keys']}: shard(s) {', '.join(left)} still held by a worker; the next merge "
-              "(a later batch, or `dkg-keys rotate`) takes them, and readers see them meanwhile", file=sys.stderr)
-
-
-def _run_here(report: BatchReport, settings: dict, chunks: list[list[str]], bar: _Progress, generator) -> None:
-    batch_worker.init_worker(settings, generator)
-    for chunk in chunks:
-        partial: dict[str, FileResult] = {}
-        try:
-            results, timing = batch_worker.run_chunk(settings["command"], chunk, partial)
-        except BaseException:
-            _collect(report, [r for r in partial.values() if r.status != INTERRUPTED], {})
-            _clean_outputs(settings, chunk)
-            raise
-        _collect(report, results, timing)
-        bar.update(results)
-
-
-def _run_pool(report: BatchReport, settings: dict, chunks: list[list[str]], jobs: int, bar: _Progress) -> None:
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=scrubbed_spawn_context(),  # no passphrase inherited
-                               initializer=batch_worker.init_pool_worker, initargs=(os.getpid(), settings))
-    futures = {}
-    try:
-        for chunk in chunks:  # one by one: stopped while submitting, `futures` still says what ran
-            futures[pool.submit(batch_worker.run_chunk, settings["command"], chunk)] = chunk
-        waiting = set(futures)
-        while waiting:
-            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-            for future in done:
-                results, timing = _chunk_outcome(future, futures[future])
-                _collect(report, results, timing)
-                bar.update(results)
-        pool.shutdown(wait=True)
-    except BaseException:
-        stop_pool(pool)  # never wait for queued work on Ctrl-C/SIGTERM, never leave workers behind
-        finished = {r.path for r in report.files}
-        for chunk in futures.values():
-            _clean_outputs(settings, [r for r in chunk if r not in finished])
-        raise
-
-
-def _chunk_outcome(future, chunk: list[str]) -> tuple[list[FileResult], dict]:
-    try:
-        return future.result()
-    except BrokenProcessPool as exc:
-        results = [batch_worker.failure(FileResult(r), exc) for r in chunk]
-        for result in results:
-            result.reason = "a worker process died (out of memory?); rerun with --resume"
-        return results, {}
-    except DkgError as exc:  # worker start-up (model, key store)
-        return [batch_worker.failure(FileResult(r), exc) for r in chunk], {}
-
-
-def _clean_outputs(settings: dict, relatives: list[str]) -> None:
-    """Remove temporary files that stopped workers left beside unfinished outputs."""
-    if settings.get("output"):
-        for relative in relatives:
-            batch_worker.stale_temporaries(Path(settings["output"]) / relative)
+def _engine(name: str):
+    """The `run` of engine `name` (ENGINES), imported on first use: Ray's only when it runs."""
+    module, _, function = ENGINES[name].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _collect(report: BatchReport, results: list[FileResult], timing: dict) -> None:
@@ -287,7 +203,6 @@ def _process(report: BatchReport, settings: dict, relatives: list[str], others: 
     return report
 
 
-ENGINES = ("local", "ray")
 
 
 def _engine_settings(engine: str, workers: int | None, ray_address: str | None) -> dict:

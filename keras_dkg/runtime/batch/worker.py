@@ -19,7 +19,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from keras_dkg.errors import AlreadyEncryptedError, DkgError, OutputError
-from keras_dkg.runtime.batch.engines.processes import start_worker
 from keras_dkg.runtime.batch.report import (
     DECRYPTED,
     ENCRYPTED,
@@ -63,12 +62,6 @@ def init_worker(settings: dict, generator=None) -> None:
                                      precision=settings.get("precision", "auto"),
                                      engine_settings=settings.get("engine_settings"))
         _STATE["generator"] = generator
-
-
-def init_pool_worker(parent: int, settings: dict) -> None:
-    """The pool's initializer: `init_worker`, in a worker that never outlives the batch."""
-    start_worker(parent)  # ignore Ctrl-C, die with the parent (batch_pool)
-    init_worker(settings)
 
 
 def _silence_opencv() -> None:

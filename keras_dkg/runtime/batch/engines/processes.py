@@ -20,7 +20,14 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from keras_dkg.errors import DkgError
+from keras_dkg.runtime.batch import worker as batch_worker
+from keras_dkg.runtime.batch.engines.environment import scrubbed_spawn_context
+from keras_dkg.runtime.batch.report import INTERRUPTED, FileResult
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -56,3 +63,74 @@ def stop_pool(pool: ProcessPoolExecutor, grace_s: float = 2.0) -> None:
         if process.is_alive():
             process.kill()
             process.join(1.0)
+
+
+def run(report, settings: dict, chunks: list[list[str]], workers: int, bar, collect, generator=None) -> None:
+    """Process every chunk into `report` (via `collect`): in this process when one worker (or one chunk)
+    is enough, reusing the driver's `generator`, else on a pool of `workers` spawned processes."""
+    if workers <= 1 or len(chunks) <= 1:
+        _run_here(report, settings, chunks, bar, collect, generator)
+    else:
+        _run_pool(report, settings, chunks, workers, bar, collect)
+
+
+def _init_pool_worker(parent: int, settings: dict) -> None:
+    """The pool's initializer: a worker that never outlives the batch, then `worker.init_worker`."""
+    start_worker(parent)  # ignore Ctrl-C, die with the parent
+    batch_worker.init_worker(settings)
+
+
+def _run_here(report, settings: dict, chunks: list[list[str]], bar, collect, generator) -> None:
+    batch_worker.init_worker(settings, generator)
+    for chunk in chunks:
+        partial: dict[str, FileResult] = {}
+        try:
+            results, timing = batch_worker.run_chunk(settings["command"], chunk, partial)
+        except BaseException:
+            collect(report, [r for r in partial.values() if r.status != INTERRUPTED], {})
+            _clean_outputs(settings, chunk)
+            raise
+        collect(report, results, timing)
+        bar.update(results)
+
+
+def _run_pool(report, settings: dict, chunks: list[list[str]], jobs: int, bar, collect) -> None:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=scrubbed_spawn_context(),  # no passphrase inherited
+                               initializer=_init_pool_worker, initargs=(os.getpid(), settings))
+    futures = {}
+    try:
+        for chunk in chunks:  # one by one: stopped while submitting, `futures` still says what ran
+            futures[pool.submit(batch_worker.run_chunk, settings["command"], chunk)] = chunk
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in done:
+                results, timing = _chunk_outcome(future, futures[future])
+                collect(report, results, timing)
+                bar.update(results)
+        pool.shutdown(wait=True)
+    except BaseException:
+        stop_pool(pool)  # never wait for queued work on Ctrl-C/SIGTERM, never leave workers behind
+        finished = {r.path for r in report.files}
+        for chunk in futures.values():
+            _clean_outputs(settings, [r for r in chunk if r not in finished])
+        raise
+
+
+def _chunk_outcome(future, chunk: list[str]) -> tuple[list[FileResult], dict]:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        results = [batch_worker.failure(FileResult(r), exc) for r in chunk]
+        for result in results:
+            result.reason = "a worker process died (out of memory?); rerun with --resume"
+        return results, {}
+    except DkgError as exc:  # worker start-up (model, key store)
+        return [batch_worker.failure(FileResult(r), exc) for r in chunk], {}
+
+
+def _clean_outputs(settings: dict, relatives: list[str]) -> None:
+    """Remove temporary files that stopped workers left beside unfinished outputs."""
+    if settings.get("output"):
+        for relative in relatives:
+            batch_worker.stale_temporaries(Path(settings["output"]) / relative)

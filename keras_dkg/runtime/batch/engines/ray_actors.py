@@ -30,17 +30,20 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import time
 import uuid
 
-from keras_dkg.errors import DkgError
+from keras_dkg.errors import DkgError, KeyMaterialError, OutputError
 from keras_dkg.runtime.batch import worker as batch_worker
 from keras_dkg.runtime.batch.engines import ray_reaper
 from keras_dkg.runtime.batch.engines.environment import without_secrets
 from keras_dkg.runtime.batch.report import FileResult
 from keras_dkg.runtime.keystore.custody import SECRET_VARIABLES
+from keras_dkg.runtime.keystore.store import KeyStore
 
 INSTALL_HINT = "pip install 'keras-dkg[ray]'"
+SHARD_MERGE_WAIT_S = 20.0  # how long the driver waits for its killed Ray actors to let go of their shards
 IN_FLIGHT = 2  # chunks queued per actor: the next is there when one finishes
 
 
@@ -92,9 +95,16 @@ def _start(ray, address: str | None, workers: int, cpus_per_worker: int) -> tupl
     return True, time.perf_counter() - start, reaper
 
 
-def run(report, settings: dict, chunks: list[list[str]], workers: int, address: str | None, bar,
-        collect, cpus_per_worker: int = 1) -> None:
-    """Process every chunk on `workers` actors into `report` (via `collect`)."""
+def run(report, settings: dict, chunks: list[list[str]], workers: int, bar, collect, generator=None,
+        cpus_per_worker: int = 1) -> None:
+    """Process every chunk on `workers` actors into `report` (via `collect`), then merge their key store
+    shards; Ray at `settings["ray_address"]`, else a local one (`generator`: unused, each actor opens its own)."""
+    _run_actors(report, settings, chunks, workers, settings.get("ray_address"), bar, collect, cpus_per_worker)
+    _merge_shards(settings)
+
+
+def _run_actors(report, settings: dict, chunks: list[list[str]], workers: int, address: str | None, bar,
+                collect, cpus_per_worker: int) -> None:
     ray = import_ray()
     with without_secrets():  # a local Ray (and every worker it starts) without the passphrase in its environment
         started, startup, reaper = _start(ray, address, workers, cpus_per_worker)
@@ -160,3 +170,24 @@ def _fail_rest(report, queue, collect, bar) -> None:
             result.reason = "every Ray worker died before this file was done; rerun with --resume"
         collect(report, results, {})
         bar.update(results)
+
+
+def _merge_shards(settings: dict) -> None:
+    """The finished key store shards into the main index (readers saw them all along).
+
+    Only shards whose writer is gone are taken (`KeyStore.merge_shards`): another run's live
+    shards stay for its own merge. This run's actors were just killed; their locks go as
+    their processes end, so they are waited for (bounded); one still held is merged later.
+    """
+    store = KeyStore(settings["keys"], credentials=settings.get("credentials"))
+    own = settings.get("ray_shards", [])
+    try:
+        store.merge_shards(wait_for=own, wait_s=SHARD_MERGE_WAIT_S)
+    except (KeyMaterialError, OutputError) as exc:  # the keys are safe in the shards: the run's report still counts
+        print(f"warning: {settings['keys']}: the shards were not merged ({exc}); readers use them as they are, "
+              "`dkg-keys verify` shows the problem", file=sys.stderr)
+        return
+    left = [name for name in store.live_shards if name in own]
+    if left:
+        print(f"warning: {settings['keys']}: shard(s) {', '.join(left)} still held by a worker; the next merge "
+              "(a later batch, or `dkg-keys rotate`) takes them, and readers see them meanwhile", file=sys.stderr)
