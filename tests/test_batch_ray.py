@@ -13,7 +13,6 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'keras-dkg[ray]')")
 
-from keras_dkg.runtime.batch import driver as batch_module  # noqa: E402
 from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder  # noqa: E402
 from keras_dkg.runtime.batch.engines import ray_actors as batch_ray  # noqa: E402
 from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main  # noqa: E402
