@@ -138,7 +138,7 @@ def build_domain(source_dir: str | Path, out_dir: str | Path, kind: str = "chaot
 
 
 def _check_outputs(source_dir: Path, target: Path, count: int, overwrite: bool) -> None:
-    """The output rule (runtime.outputs) for the folder and every file, before any image is read."""
+    """The output rule (runtime.guards.outputs) for the folder and every file, before any image is read."""
     from keras_dkg.runtime.guards.outputs import OutputGuard
 
     why = "its images would become sources of the next domain (choose a folder outside it)"

@@ -2,7 +2,7 @@
 tracebacks or late errors where one early line is due (issue 11, classes 1, 2, 6, 7).
 
 Mechanisms under test: `containers.read_plaintext` refuses our own ciphertexts by content
-(`AlreadyEncryptedError`); `runtime.outputs.OutputGuard` is the one output rule of every
+(`AlreadyEncryptedError`); `runtime.guards.outputs.OutputGuard` is the one output rule of every
 command; `containers.check_storable` runs before a key is made; key records and index
 lines are type-checked (`keys.check_uses`); `errors.run_cli` names the extra for a
 missing optional module.

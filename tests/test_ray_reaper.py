@@ -1,4 +1,4 @@
-"""A SIGKILLed Ray driver leaves no Ray behind (issue 23, class 10): `runtime/ray_reaper.py`.
+"""A SIGKILLed Ray driver leaves no Ray behind (issue 23, class 10): `runtime/batch/engines/ray_reaper.py`.
 
 Measured before the watcher (Ray 2.60): after `kill -9` of `dkg-encrypt --batch … --engine ray`,
 its raylet's dashboard and runtime-env agents stayed alive for more than 60 s. The first tests

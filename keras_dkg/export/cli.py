@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_output(args: argparse.Namespace) -> None:
-    """The output rule (runtime.outputs), before TensorFlow is even imported."""
+    """The output rule (runtime.guards.outputs), before TensorFlow is even imported."""
     from keras_dkg.export.source import GENERATOR_FILE, RUN_FILE
     from keras_dkg.runtime.guards.outputs import OutputGuard
 

@@ -1,6 +1,6 @@
 """The PACS as the gateway sees it: associations, C-ECHO, C-STORE of spooled files, C-FIND, C-GET.
 
-Ciphertexts are always Explicit VR Little Endian (runtime.dicom), so every storage context
+Ciphertexts are always Explicit VR Little Endian (runtime.formats.dicom), so every storage context
 offered to the PACS is that one syntax. Instances fetched with C-GET come back as Part-10
 bytes with the gateway's fixed file meta (runtime.encryption.instance_file_bytes), exactly
 what was encrypted, so their tags verify.

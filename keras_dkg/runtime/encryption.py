@@ -2,8 +2,8 @@
 
 The DICOM gateway (keras_dkg.gateway) receives instances over the network, so it has their
 bytes, not a path: these two functions are `dkg-encrypt --model --seed --keys` and
-`dkg-decrypt --keys` for one such instance, built from the same steps (runtime.dicom for the
-container, runtime.cipher for the cipher, runtime.keystore for custody). One fresh key per
+`dkg-decrypt --keys` for one such instance, built from the same steps (runtime.formats.dicom for the
+container, runtime.ciphers for the cipher, runtime.keystore for custody). One fresh key per
 instance; the key is in the store (written and fsynced) before the ciphertext exists, so a
 ciphertext whose key was lost cannot happen.
 

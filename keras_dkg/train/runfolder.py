@@ -33,7 +33,7 @@ def recorded_recipe(out: Path) -> str | None:
 
 
 def check_outputs(config: TrainConfig) -> None:
-    """The output rule (runtime.outputs): a run folder is never an input, inside one, or in a key store."""
+    """The output rule (runtime.guards.outputs): a run folder is never an input, inside one, or in a key store."""
     from keras_dkg.runtime.guards.outputs import OutputGuard
 
     inputs = {"source folder": config.source, "domain folder": config.domain, "seed image": config.seed_image}

@@ -42,7 +42,7 @@ from keras_dkg.runtime.keystore.store import KeyStore, is_key_store, key_use
 
 
 def _guard(args: argparse.Namespace, source: Path, what: str) -> OutputGuard:
-    """The output rule (runtime.outputs) with everything this command reads."""
+    """The output rule (runtime.guards.outputs) with everything this command reads."""
     key = Path(args.key).with_suffix(".png") if args.key else None  # --key KEY.png or KEY.json
     inputs = {what: source, "key": key, "key record": record_path_for(key) if key else None,
               "seed": getattr(args, "seed", None), "model": getattr(args, "model", None)}
