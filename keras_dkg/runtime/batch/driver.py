@@ -5,7 +5,7 @@
 
 The rules (docs/batch.md):
 
-* Every entry under IN_DIR is accounted for (`batch_listing`): files with an image
+* Every entry under IN_DIR is accounted for (`batch.listing`): files with an image
   suffix or the DICOM magic are plaintexts; everything else is in the report as
   ignored or skipped, with why. The ciphertext goes to the same relative path under
   OUT_DIR with the same name and extension (a `.dcm` stays DICOM, through
@@ -25,11 +25,13 @@ The rules (docs/batch.md):
   authenticates with its stored key and decrypts to the current input is kept.
 * Stopped by SIGINT/SIGTERM (or KeyboardInterrupt), a batch ends its workers, writes the
   report with the unfinished files as "interrupted" and raises `BatchInterrupted`.
-* `jobs > 1` runs a spawn-safe ProcessPoolExecutor (`batch_pool`); each worker opens one session.
+* `jobs > 1` runs a spawn-safe ProcessPoolExecutor (`engines.processes`); each worker opens one
+  session. `engine="ray"` runs Ray actors instead (`engines.ray_actors`); the driver looks an
+  engine's `run` up by name in `ENGINES`.
 
-This module drives a batch; the pieces are `batch_checks` (before any work),
-`batch_listing` (which entries), `batch_worker` (the per-file work), `runtime.formats`
-(readers and writers), `batch_pool` (workers and signals) and `batch_report`.
+This module drives a batch; the pieces are `checks` (before any work), `listing` (which
+entries), `worker` (the per-file work), `runtime.formats` (readers and writers), `signals`,
+`report` and the engines (`engines/`: where workers run).
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def failure(result: FileResult, exc: BaseException) -> FileResult:
 
 
 def stale_temporaries(target: Path) -> None:
-    """Remove temporary files a killed run left beside `target` (see imageio.atomic_output)."""
+    """Remove temporary files a killed run left beside `target` (see guards.atomic.atomic_output)."""
     with contextlib.suppress(OSError):
         if target.parent.is_dir():
             for stale in target.parent.glob(f".{target.name}.*.tmp{target.suffix}"):

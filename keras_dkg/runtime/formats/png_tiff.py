@@ -149,7 +149,7 @@ def read_plaintext(path) -> np.ndarray:
 
     The file is read once: the same bytes are checked for being one of our ciphertexts
     (AlreadyEncryptedError, whatever the suffix) and decoded exactly or refused
-    (`imageio.decode_image(..., exact=True)`), so a file changed between two reads cannot
+    (`images.decode_image(..., exact=True)`), so a file changed between two reads cannot
     slip through. DICOM and NIfTI files open through `runtime.formats`.
     """
     source = Path(path)

@@ -85,7 +85,7 @@ MIN_GENERATION_SIDE = 8
 TILE_PIXELS = 1 << 20
 TILE_OVERLAP = 64
 # Every key fits in PNG (libpng refuses sides over 1,000,000) and in bounded memory:
-# 2^27 pixels (~400 MB of key) covers the key of any 8-bit image imageio accepts.
+# 2^27 pixels (~400 MB of key) covers the key of any 8-bit image formats.images accepts.
 MAX_KEY_SIDE = 1_000_000
 MAX_KEY_PIXELS = 1 << 27
 
@@ -228,7 +228,7 @@ class KeyGenerator:
         "v1" (a perturbed seed per nonce); see `keras_dkg.runtime.keys.nonces`.
     backend : "onnxruntime" (the default here: analyses get the exported model's own fp32
         arithmetic), "openvino", or "auto" (the engine this machine measures fastest,
-        `engine_choice`; what dkg-keygen, dkg-encrypt and the batch use by default).
+        `keys.engines.choice`; what dkg-keygen, dkg-encrypt and the batch use by default).
     precision : "fp32" (default), "bf16", or "auto" (bf16 where the engine and CPU support
         it). bf16 keys have fp32's entropy, χ² and nonce relatedness, but their one-pixel
         NPCR is inflated by rounding (docs/performance.md): measure the generator in fp32.

@@ -3,7 +3,7 @@
 Each operation that changes the kind or the master key of a store has one commit point,
 the atomic replacement of `store.json` (docs/keys.md, "Custody"):
 
-* **rotate** waits for every writer to end (`keystore_locks.exclusive`), merges the
+* **rotate** waits for every writer to end (`locks.exclusive`), merges the
   shards, records in `store.json` the name and SHA-256 of the index it is about to write
   (`pending_index`), writes the whole index again under the new key-encryption key as
   `index.<generation+1>.jsonl` (every data key rewrapped; key files untouched), then
@@ -36,8 +36,7 @@ from keras_dkg.common import utc_timestamp
 from keras_dkg.errors import InputError, KeyMaterialError, OutputError
 from keras_dkg.runtime.guards.atomic import write_bytes_atomic
 from keras_dkg.runtime.guards.outputs import OutputGuard
-from keras_dkg.runtime.keystore import locks as keystore_locks
-from keras_dkg.runtime.keystore import sealing
+from keras_dkg.runtime.keystore import locks, sealing
 from keras_dkg.runtime.keystore.audit import AUDIT_NAME, GENESIS, AuditLog
 from keras_dkg.runtime.keystore.check import (  # noqa: F401 (verify/audit are part of this API)
     NEXT_AUDIT,
@@ -139,14 +138,14 @@ def init_store(folder: str | os.PathLike, credentials: Credentials) -> KeyStore:
 
 
 def rotate_store(folder: str | os.PathLike, credentials: Credentials, new_credentials: Credentials,
-                 fail_after: str | None = None, wait_s: float = keystore_locks.DEFAULT_WAIT_S) -> dict:
+                 fail_after: str | None = None, wait_s: float = locks.DEFAULT_WAIT_S) -> dict:
     """A new master key: every data key rewrapped, key files and ciphertexts untouched (module docstring)."""
     store = KeyStore(folder, credentials=credentials)
     if store.vault is None:
         raise InputError(f"{folder}: a plain key store has no master key to rotate; `dkg-keys protect` it first")
     _prepare_credentials(new_credentials, creating=True, folder=folder)
     old = store.vault
-    with keystore_locks.exclusive(store.folder, wait_s, "rotate"):  # no writer is alive until it is done
+    with locks.exclusive(store.folder, wait_s, "rotate"):  # no writer is alive until it is done
         store.merge_shards()  # every line in the one index that is sealed again
         with store._locked():
             _clear_accounted_indexes(store.folder, old.manifest)
@@ -168,7 +167,7 @@ def rotate_store(folder: str | os.PathLike, credentials: Credentials, new_creden
             _write_manifest(store.folder, vault.manifest)
             _phase("commit", fail_after)
             (store.folder / old.manifest["index"]).unlink(missing_ok=True)
-            keystore_locks.intent_path(store.folder / old.manifest["index"]).unlink(missing_ok=True)
+            locks.intent_path(store.folder / old.manifest["index"]).unlink(missing_ok=True)
             _phase("cleanup", fail_after)
             AuditLog(store.folder / AUDIT_NAME, vault, vault.manifest.get("audit_genesis", GENESIS)).append(
                 "rotate", generation=generation, keys=len(entries), protection=new_credentials.kind)
@@ -186,7 +185,7 @@ def _clear_accounted_indexes(folder: Path, manifest: dict) -> None:
 
 
 def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_after: str | None = None,
-                  wait_s: float = keystore_locks.DEFAULT_WAIT_S) -> dict:
+                  wait_s: float = locks.DEFAULT_WAIT_S) -> dict:
     """Turn a plain store into a protected one in place (module docstring); finish an interrupted run."""
     folder = Path(folder)
     if is_protected(folder):
@@ -195,7 +194,7 @@ def protect_store(folder: str | os.PathLike, credentials: Credentials, fail_afte
         return {"keys": len(entries), "finished": _finish_protect(store.folder, entries, fail_after)}
     plain = KeyStore(folder)
     _prepare_credentials(credentials, creating=True, folder=folder)
-    with keystore_locks.exclusive(plain.folder, wait_s, "protect"):
+    with locks.exclusive(plain.folder, wait_s, "protect"):
         return _protect_plain(plain, credentials, fail_after)
 
 

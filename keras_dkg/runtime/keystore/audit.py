@@ -7,7 +7,7 @@ protected one — and `hash` = SHA-256 of the canonical JSON of everything else.
 inserting, reordering or deleting a record breaks the chain at that record; in a protected
 store a record cannot be forged either (its seal covers `seq` and `prev`). A chain alone
 cannot show the loss of its newest records (truncation); the key store anchors it: each
-index line names its record's log and `seq` (`keystore_check.anchor_problems`). Newest
+index line names its record's log and `seq` (`keystore.check.anchor_problems`). Newest
 read-only records can still go unseen: ship the log elsewhere as well when that matters
 (docs/keys.md, "Threat model").
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keras_dkg.common import file_lock
 from keras_dkg.errors import InputError, KeyMaterialError
-from keras_dkg.runtime.keystore import locks as keystore_locks
+from keras_dkg.runtime.keystore import locks
 from keras_dkg.runtime.keystore.audit import AUDIT_NAME, AuditLog
 from keras_dkg.runtime.keystore.store import (
     INDEX_NAME,
@@ -154,7 +154,7 @@ def _check_index_files(store: KeyStore, result: Verification) -> None:
         _check_tail(store.index_path, result)
     for name in store._shard_names():
         shard = store.folder / SHARDS_FOLDER / f"{name}{SHARD_SUFFIX}"
-        with keystore_locks.finished_shard(shard.with_suffix(SHARD_LOCK_SUFFIX)) as finished:
+        with locks.finished_shard(shard.with_suffix(SHARD_LOCK_SUFFIX)) as finished:
             if finished:  # (a live writer's shard may be mid-append)
                 _check_tail(shard, result)
 
@@ -166,11 +166,11 @@ def _check_tail(path: Path, result: Verification) -> None:
         return  # (opening the store reported a missing index already; a shard merged meanwhile)
     whole = data.rfind(b"\n") + 1
     if len(data) > whole:
-        if keystore_locks.torn_append(path, whole, len(data)):
+        if locks.torn_append(path, whole, len(data)):
             result.notes.append(f"{path}: ends in an append a killed writer left half-done "
                                 "(no ciphertext uses its key); the next write removes it")
         else:
-            result.errors.append(keystore_locks.cut_line_message(path, len(data) - whole))
+            result.errors.append(locks.cut_line_message(path, len(data) - whole))
 
 
 def _check_key_files(store: KeyStore, referenced: set[str], result: Verification) -> None:

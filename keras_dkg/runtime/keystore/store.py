@@ -15,7 +15,7 @@ O(n) and happens rarely enough that the total stays O(n).
 Every change happens under an exclusive lock on `DIR/.lock`, so concurrent encryptions
 are safe; every writer also holds the writers' lock shared for its life, so rotate and
 protect wait for it, and a shard's writer holds the shard's own lock, so a merge leaves a
-live shard alone (`keystore_locks`). A line counts once its newline is written: a reader
+live shard alone (`keystore.locks`). A line counts once its newline is written: a reader
 ignores a trailing partial line (a write in progress, or one a killed process left), and
 the next writer cuts it off before appending only when the append intent proves it is a
 torn append; any other cut line is an error, never trimmed. A `KeyStore` object keeps what it has read and
@@ -55,8 +55,7 @@ from keras_dkg.runtime.keys.artifact import (
     release_key_use,
     verify_key,
 )
-from keras_dkg.runtime.keystore import custody, sealing
-from keras_dkg.runtime.keystore import locks as keystore_locks
+from keras_dkg.runtime.keystore import custody, locks, sealing
 from keras_dkg.runtime.keystore.audit import AUDIT_NAME, GENESIS, AuditLog
 
 INDEX_NAME = "index.jsonl"
@@ -149,20 +148,20 @@ class KeyStore:
 
     def __init__(self, folder: str | os.PathLike, create: bool = False,
                  credentials: custody.Credentials | None = None, shard: str | None = None,
-                 writer: bool | None = None, wait_s: float = keystore_locks.DEFAULT_WAIT_S):
+                 writer: bool | None = None, wait_s: float = locks.DEFAULT_WAIT_S):
         self.folder = Path(folder)
         self.shard = _check_shard_name(shard)
         self.index_path = self.folder / INDEX_NAME
         self._lock_path = self.folder / LOCK_NAME
         self.vault: custody.Vault | None = None
         self._thread_lock = threading.RLock()  # threads of one process (the batch's writers) take turns
-        self._hold: keystore_locks.WriterHold | None = None
-        self._shard_hold: keystore_locks.ShardHold | None = None
+        self._hold: locks.WriterHold | None = None
+        self._shard_hold: locks.ShardHold | None = None
         self.live_shards: list[str] = []  # shards the last merge left: their writers were alive
         self._reset()
         writer = (create or shard is not None) if writer is None else writer
-        if writer and self.folder.is_dir():  # rotate/protect wait for every writer (keystore_locks)
-            self._hold = keystore_locks.WriterHold(self.folder, wait_s)
+        if writer and self.folder.is_dir():  # rotate/protect wait for every writer (keystore.locks)
+            self._hold = locks.WriterHold(self.folder, wait_s)
         if custody.is_protected(self.folder):
             self._unlock(credentials)
         elif create:
@@ -179,7 +178,7 @@ class KeyStore:
             except OSError as exc:
                 raise OutputError(f"{self.folder}: cannot create the key store ({exc.strerror or exc})") from exc
             if writer and self._hold is None:
-                self._hold = keystore_locks.WriterHold(self.folder, wait_s)
+                self._hold = locks.WriterHold(self.folder, wait_s)
         elif not self.folder.is_dir():
             raise KeyMaterialError(f"{self.folder}: no such key store folder")
         elif not self.index_path.is_file():
@@ -192,7 +191,7 @@ class KeyStore:
                 (self.folder / SHARDS_FOLDER).mkdir(exist_ok=True)
             except OSError as exc:
                 raise OutputError(f"{self.folder}: cannot create {SHARDS_FOLDER}/ ({exc.strerror or exc})") from exc
-            self._shard_hold = keystore_locks.ShardHold(self.folder / SHARDS_FOLDER / f"{self.shard}{SHARD_LOCK_SUFFIX}")
+            self._shard_hold = locks.ShardHold(self.folder / SHARDS_FOLDER / f"{self.shard}{SHARD_LOCK_SUFFIX}")
             self._write_path = self.folder / SHARDS_FOLDER / f"{self.shard}{SHARD_SUFFIX}"
             self.audit = AuditLog(self.folder / SHARDS_FOLDER / f"{self.shard}{AUDIT_SHARD_SUFFIX}", self.vault)
         self._audit_warned = False
@@ -390,8 +389,8 @@ class KeyStore:
         """
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._thread_lock)
-            if self._hold is None and not keystore_locks.holds_exclusive(self.folder):
-                stack.callback(keystore_locks.WriterHold(self.folder).release)  # a one-off writer: this block
+            if self._hold is None and not locks.holds_exclusive(self.folder):
+                stack.callback(locks.WriterHold(self.folder).release)  # a one-off writer: this block
             if self.shard is None:  # a shard has one writer: no lock (none that works across nodes either)
                 try:
                     stack.enter_context(file_lock(self._lock_path))
@@ -410,7 +409,7 @@ class KeyStore:
         except FileNotFoundError:
             return
         reader = self._readers.get(path)
-        keystore_locks.check_tail(path, reader.offset if reader is not None else 0, size)
+        locks.check_tail(path, reader.offset if reader is not None else 0, size)
 
     def _check_unchanged(self) -> None:
         """Refuse to write when another process protected or rotated the store since it was opened."""
@@ -441,12 +440,12 @@ class KeyStore:
             # a file other than the one read (created just now) has nothing committed yet
             whole = reader.offset if found == reader.identity else 0
             size = path.stat().st_size
-            keystore_locks.check_tail(path, whole, size)  # only a provably torn append is cut off
-            keystore_locks.begin_append(path, whole, len(data))
+            locks.check_tail(path, whole, size)  # only a provably torn append is cut off
+            locks.begin_append(path, whole, len(data))
             return whole
 
         identity = append_whole_lines(path, data, committed, "key store index", PRIVATE_MODE)
-        keystore_locks.end_append(path)
+        locks.end_append(path)
         if identity != reader.identity:
             reader.__init__(identity)
         reader.advance(data)
@@ -481,7 +480,7 @@ class KeyStore:
         with self._locked(appending=True):
             for name in self._shard_names():
                 lock = self.folder / SHARDS_FOLDER / f"{name}{SHARD_LOCK_SUFFIX}"
-                with keystore_locks.finished_shard(lock, wait_s if name in wait_for else 0.0) as finished:
+                with locks.finished_shard(lock, wait_s if name in wait_for else 0.0) as finished:
                     if not finished:
                         self.live_shards.append(name)
                         continue
@@ -506,7 +505,7 @@ class KeyStore:
         if path.exists():
             data = path.read_bytes()
             whole = data[:data.rfind(b"\n") + 1]
-            keystore_locks.check_tail(path, len(whole), len(data))  # a killed worker's torn line only
+            locks.check_tail(path, len(whole), len(data))  # a killed worker's torn line only
             for number, raw in enumerate(whole.split(b"\n")[:-1], start=1):
                 self._parse(raw, f"{path}:{number}")  # every line opens before any is merged
             if whole:
@@ -515,7 +514,7 @@ class KeyStore:
         audit = self.folder / SHARDS_FOLDER / f"{name}{AUDIT_SHARD_SUFFIX}"
         if audit.exists():
             self._merge_audit_shard(AuditLog(audit, self.vault))
-        for done in (path, keystore_locks.intent_path(path)):
+        for done in (path, locks.intent_path(path)):
             done.unlink(missing_ok=True)
             self._readers.pop(done, None)
         return merged

@@ -1,6 +1,6 @@
 """The onnxruntime engine: the exported generator in an InferenceSession, fp32.
 
-Two session settings are measured against each other (`engine_choice`): onnxruntime's
+Two session settings are measured against each other (`keys.engines.choice`): onnxruntime's
 own defaults, and `tuned` (as many intra-op threads as cores, no spin-waiting). Neither
 wins everywhere: spinning threads cost nothing on idle cores and halve the speed on
 shared ones, so the choice is made by measurement on the machine that runs it.

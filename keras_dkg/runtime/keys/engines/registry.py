@@ -154,7 +154,7 @@ def cpu_has_bf16() -> bool:
 
 def create_engine(model: bytes, label: str, backend: str = ONNXRUNTIME, precision: str = AUTO,
                   provider: str = "auto", threads: int | None = None, settings: str | None = None) -> Engine:
-    """An engine of a named backend (not `auto`: see engine_choice.choose) over ONNX bytes."""
+    """An engine of a named backend (not `auto`: see keys.engines.choice.choose) over ONNX bytes."""
     backend = check_choice(backend, BACKEND_CHOICES[1:], "backend")
     precision = check_choice(precision, PRECISION_CHOICES, "precision")
     engine = engine_class(backend)(model, label, precision=precision, provider=provider, threads=threads,
