@@ -1,8 +1,8 @@
 """DICOM as a cipher container: encrypt the pixel samples, keep every other element.
 
 pydicom is optional (`pip install 'keras-dkg[dicom]'`) and imported lazily, so
-`keras_dkg.runtime` imports without it. Importing this module registers the `.dcm` /
-`.dicom` container with `keras_dkg.runtime.formats.png_tiff` (which imports it on first use).
+`keras_dkg.runtime` imports without it; the format registry (formats.registry) imports this
+module when a DICOM file is first opened.
 The rules (docs/formats.md):
 
 * **What is encrypted.** The Pixel Data (7FE0,0010) bytes that hold the image samples,
