@@ -193,3 +193,16 @@ def test_old_runtime_paths_still_import_with_a_deprecation_warning():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok")
+
+
+def test_runtime_packages_import_without_their_optional_dependencies():
+    """Every runtime folder's public names load with pydicom, nibabel, cryptography, OpenVINO and Ray
+    missing: an optional dependency is imported by the run that uses it, never by a package."""
+    packages = sorted(".".join(p.relative_to(ROOT.parent).parts[:-1]) for p in (ROOT / "runtime").rglob("__init__.py"))
+    code = ("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('pydicom', 'nibabel', 'cryptography', 'openvino', 'ray', 'pynetdicom'):\n"
+            "            raise ImportError('optional, blocked: ' + name)\nsys.meta_path.insert(0, Block())\n"
+            f"import importlib\nfor name in {packages!r}:\n    importlib.import_module(name)\n"
+            "print('imported', len(sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
