@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_dkg.errors import KeyMaterialError, OutputError
-from keras_dkg.runtime.batch import worker as batch_worker
+from keras_dkg.runtime import encryption
 from keras_dkg.runtime.batch.driver import decrypt_folder, encrypt_folder
 from keras_dkg.runtime.cli.encrypt import decrypt_main, encrypt_main
 from keras_dkg.runtime.formats.images import read_image
@@ -141,7 +141,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, tiny_onnx_model, mon
     run_encrypt(src, tmp_path / "ref", tmp_path / "ref_keys", tiny_onnx_model)
     decrypt_folder(tmp_path / "ref", tmp_path / "ref_back", keys=tmp_path / "ref_keys")
 
-    real = batch_worker.encrypt_array
+    real = encryption.encrypt_array
     calls = {"n": 0}
 
     def dies_after_three(*args, **kwargs):
@@ -150,11 +150,11 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, tiny_onnx_model, mon
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(batch_worker, "encrypt_array", dies_after_three)
+    monkeypatch.setattr(encryption, "encrypt_array", dies_after_three)
     out, keys = tmp_path / "out", tmp_path / "keys"
     with pytest.raises(KeyboardInterrupt):
         run_encrypt(src, out, keys, tiny_onnx_model, chunk=2)
-    monkeypatch.setattr(batch_worker, "encrypt_array", real)
+    monkeypatch.setattr(encryption, "encrypt_array", real)
     done = [p for p in out.rglob("*") if p.is_file() and p.name != "dkg-report.json"]
     assert len(done) == 3  # three outputs, no partial or temporary files (and the partial report)
 

@@ -33,12 +33,12 @@ SLOW_HOOK = f"""
 import os
 if os.environ.get("DKG_TEST_SLOW_BATCH"):
     import time
-    from keras_dkg.runtime.batch import worker as batch_worker
-    _real = batch_worker.encrypt_array
+    from keras_dkg.runtime import encryption
+    _real = encryption.encrypt_array
     def _slow(*args, **kwargs):
         time.sleep({SLOW_S})
         return _real(*args, **kwargs)
-    batch_worker.encrypt_array = _slow
+    encryption.encrypt_array = _slow
 """
 LAUNCH = "import sys\nfrom keras_dkg.runtime.cli.encrypt import encrypt_main\nsys.exit(encrypt_main(sys.argv[1:]))"
 

@@ -29,8 +29,14 @@ from keras_dkg.runtime.batch.report import (
     VERIFIED,
     FileResult,
 )
-from keras_dkg.runtime.ciphers.metadata import key_size_for, plaintext_digest
-from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
+from keras_dkg.runtime.ciphers.metadata import key_size_for
+from keras_dkg.runtime.encryption import (
+    decrypt_file,
+    encrypt_file,
+    fresh_key_size,
+    make_parent,
+    verify_encrypted,
+)
 from keras_dkg.runtime.formats.registry import (
     PlaintextFile,
     open_ciphertext,
@@ -88,45 +94,11 @@ def failure(result: FileResult, exc: BaseException) -> FileResult:
 
 
 def stale_temporaries(target: Path) -> None:
-    """Remove temporary files a killed run left beside `target` (see guards.atomic.atomic_output)."""
+    """Remove temporary files a killed run left beside `target` (see imageio.atomic_output)."""
     with contextlib.suppress(OSError):
         if target.parent.is_dir():
             for stale in target.parent.glob(f".{target.name}.*.tmp{target.suffix}"):
                 stale.unlink(missing_ok=True)
-
-
-def _make_parent(target: Path) -> None:
-    """Create the output's folders under OUT_DIR; a file in the way is this file's error, not a crash."""
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
-        raise OutputError(f"{target}: cannot create its folder: {blocking} is a file, not a folder "
-                          f"(move it away to write this output)") from None
-    except OSError as exc:
-        raise OutputError(f"{target}: cannot create its folder ({exc.strerror or exc})") from exc
-
-
-def _verify_existing(current: PlaintextFile, target: Path, store, timing: dict,
-                     cipher: str | None = None) -> tuple[bool, str, str | None]:
-    """Whether an existing output authenticates with its stored key and holds `current` (reason, fingerprint);
-    with `cipher`, also whether it was made with that cipher (a resumed batch keeps one cipher)."""
-    start = time.perf_counter()
-    try:
-        existing = open_ciphertext(target)
-        ciphertext, meta, context = existing.array, existing.meta, existing.context
-        if cipher is not None and meta.cipher != cipher:
-            return False, f"it was encrypted with cipher {meta.cipher!r}, this batch uses {cipher!r}", None
-        key = store.load(meta.key_fingerprint)
-        plain = decrypt_array(ciphertext, key.pixels, meta, context=context)
-        if plaintext_digest(plain) != plaintext_digest(current.array) or context != current.context:
-            return False, "the output holds another version of this input", meta.key_fingerprint
-        return True, "", meta.key_fingerprint
-    except DkgError as exc:
-        return False, str(exc), None
-    finally:
-        timing["verify"] += time.perf_counter() - start
 
 
 def _prepare(relative: str, result: FileResult, settings: dict, store, timing: dict) -> PlaintextFile | None:
@@ -137,22 +109,20 @@ def _prepare(relative: str, result: FileResult, settings: dict, store, timing: d
     plain = open_plaintext_checked(source)  # AlreadyEncryptedError for one of our ciphertexts
     timing["decode"] += time.perf_counter() - start
     result.bytes, result.shape, result.dtype = int(plain.array.nbytes), list(plain.array.shape), plain.array.dtype.name
-    from keras_dkg.runtime.keys.generator import check_key_size
-
-    check_key_size(key_size_for(plain.array.shape, plain.array.dtype), f"{source} (its key)")
+    fresh_key_size(plain.array, str(source))
     if target.exists() or target.is_symlink():
         if settings["resume"]:
-            ok, why, fingerprint = _verify_existing(plain, target, store, timing, settings["cipher"])
-            if ok:
+            existing = verify_encrypted(target, plain, store, cipher=settings["cipher"], timing=timing)
+            if existing.ok:
                 result.status, result.reason = RESUMED, "output exists and verifies with its stored key"
-                result.output, result.key_fingerprint = relative, fingerprint
-                result.key_file = store.find(fingerprint)["key_file"]
+                result.output, result.key_fingerprint = relative, existing.fingerprint
+                result.key_file = store.find(existing.fingerprint)["key_file"]
                 return None
             if not settings["overwrite"]:
-                raise OutputError(f"{target}: exists but does not verify ({why}); use --overwrite to redo it")
+                raise OutputError(f"{target}: exists but does not verify ({existing.reason}); use --overwrite to redo it")
         elif not settings["overwrite"]:
             raise OutputError(f"{target}: exists; refusing to overwrite (use --overwrite, or --resume)")
-    _make_parent(target)  # a file in the way fails here, before a key is made for nothing
+    make_parent(target)  # a file in the way fails here, before a key is made for nothing
     return plain
 
 
@@ -203,44 +173,21 @@ def _encrypt_chunk(relatives: list[str], partial: dict | None = None,
             timing["keygen"] += time.perf_counter() - start
         for relative, key in zip(group, keys, strict=True):
             result, plain = results[relative], pending.pop(relative)
-            source, target = in_dir / relative, out_dir / relative
-            digest, saved = plaintext_digest(plain.array), False
             try:
-                start = time.perf_counter()
-                # the key is kept, with the plaintext it is for, before its ciphertext exists
-                # (one append to the index: keystore.KeyStore.add)
-                entry = store.add(key, digest, str(source.resolve()))
-                result.key_fingerprint, result.key_file = key.fingerprint, entry["key_file"]
-                timing["keystore"] += time.perf_counter() - start
-                start = time.perf_counter()
-                ciphertext, meta = encrypt_array(plain.array, key.pixels, cipher=settings["cipher"],
-                                                 nonce=key.record.get("nonce"), context=plain.context)
-                timing["xor"] += time.perf_counter() - start
-                start = time.perf_counter()
-                plain.save_ciphertext(target, ciphertext, meta, overwrite=settings["overwrite"])
-                saved = True
-                timing["write"] += time.perf_counter() - start  # encode + write
+                # the key is kept, with the plaintext it is for, before its ciphertext exists (one
+                # append to the index), and its use given back if the ciphertext is not written.
+                encrypt_file(in_dir / relative, out_dir / relative, key=key, store=store, cipher=settings["cipher"],
+                             overwrite=settings["overwrite"], plaintext=plain, name_errors=False, timing=timing,
+                             progress=result)
                 result.status, result.output = ENCRYPTED, relative
             except BaseException as exc:
                 if isinstance(exc, Exception):
                     failure(result, exc)
-                if not saved:
-                    give_back_use(store, key.fingerprint, digest, result)
+                for note in getattr(exc, "__notes__", ()):  # the store could not take the use back
+                    result.reason = f"{result.reason}; {note}" if result.reason else note
                 if not isinstance(exc, Exception):
                     raise  # stopped (SIGINT/SIGTERM): the file stays "interrupted"
     return [results[r] for r in relatives], timing
-
-
-def give_back_use(store, fingerprint: str, digest: str, result: FileResult) -> None:
-    """A file whose ciphertext was not written (disk full, a folder in the way, stopped) gives its
-    key's use back, as single-file encryption does (`keystore.key_use`): the store never records
-    a use without a ciphertext. The key itself stays (it may be on disk already; it is unused)."""
-    try:
-        store.release_use(fingerprint, digest)
-    except Exception as exc:  # the store's disk is full too: say so in the file's reason
-        note = (f"the key store still records key {fingerprint[:23]}… as used for this file "
-                f"(giving the use back failed: {exc})")
-        result.reason = f"{result.reason}; {note}" if result.reason else note
 
 
 def _decrypt_chunk(relatives: list[str], partial: dict | None = None,
@@ -264,27 +211,15 @@ def _decrypt_chunk(relatives: list[str], partial: dict | None = None,
                     raise OutputError(f"{target}: exists; refusing to overwrite (use --overwrite)")
             start = time.perf_counter()
             encrypted = open_ciphertext(source)
-            ciphertext, meta, context = encrypted.array, encrypted.meta, encrypted.context
             timing["decode"] += time.perf_counter() - start
-            result.key_fingerprint = meta.key_fingerprint
-            start = time.perf_counter()
-            key = store.load(meta.key_fingerprint)
-            result.key_file = store.find(meta.key_fingerprint)["key_file"]
-            timing["keystore"] += time.perf_counter() - start
-            start = time.perf_counter()
-            plain = decrypt_array(ciphertext, key.pixels, meta, context=context, in_place=True)  # ours, used once
-            timing["xor"] += time.perf_counter() - start
-            result.bytes, result.shape, result.dtype = int(plain.nbytes), list(plain.shape), plain.dtype.name
+            # the container the ciphertext records, whatever its name (a DICOM file called IM0001)
+            decrypt_file(source, target, store=store, ciphertext=encrypted, as_recorded=True, make_parents=True,
+                         overwrite=settings["overwrite"] or relative in ours, audit=False, name_errors=False,
+                         timing=timing, progress=result)
             if target is None:
                 result.status = VERIFIED
-                continue
-            _make_parent(target)
-            start = time.perf_counter()
-            # the container the ciphertext records, whatever its name (a DICOM file called IM0001)
-            encrypted.write_plaintext(target, plain, overwrite=settings["overwrite"] or relative in ours,
-                                      as_recorded=True)
-            timing["write"] += time.perf_counter() - start
-            result.status, result.output = DECRYPTED, relative
+            else:
+                result.status, result.output = DECRYPTED, relative
         except Exception as exc:
             failure(result, exc)
     used = [{"file": str(in_dir / r), "fingerprint": results[r].key_fingerprint} for r in relatives

@@ -21,51 +21,17 @@ Errors are one line on stderr (`dkg-encrypt: error: ...`) with a non-zero exit c
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from keras_dkg.common import printable
-from keras_dkg.errors import DkgError, InputError, run_cli
+from keras_dkg.errors import InputError, run_cli
 from keras_dkg.options import add_output, add_overwrite, add_store_key_file
-from keras_dkg.runtime.ciphers.metadata import check_plaintext, key_size_for, plaintext_digest
-from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
 from keras_dkg.runtime.cli import batch as batch_cli
 from keras_dkg.runtime.cli.options import add_cipher, add_key_engine, add_provider
-from keras_dkg.runtime.formats.png_tiff import check_storable
-from keras_dkg.runtime.formats.registry import check_output, open_ciphertext, open_plaintext
-from keras_dkg.runtime.guards.inputs import regular_file
-from keras_dkg.runtime.guards.outputs import OutputGuard
-from keras_dkg.runtime.keys.artifact import load_key, record_path_for
-from keras_dkg.runtime.keystore.store import KeyStore, is_key_store, key_use
-
-
-def _guard(args: argparse.Namespace, source: Path, what: str) -> OutputGuard:
-    """The output rule (runtime.guards.outputs) with everything this command reads."""
-    key = Path(args.key).with_suffix(".png") if args.key else None  # --key KEY.png or KEY.json
-    inputs = {what: source, "key": key, "key record": record_path_for(key) if key else None,
-              "seed": getattr(args, "seed", None), "model": getattr(args, "model", None)}
-    keys = getattr(args, "keys", None)  # the store this command may be about to create
-    return OutputGuard(inputs=inputs, overwrite=args.overwrite,
-                       outside={"key store folder": (keys, "write outputs outside it")})
-
-
-def _check_paths(args: argparse.Namespace, source: Path, output: Path, what: str) -> str:
-    """Fail before any work: the input is not a regular file, or the output breaks the output rule;
-    return the format the output will be written in (runtime.formats)."""
-    regular_file(source, what)
-    written = "ciphertext" if what == "plaintext" else "plaintext"
-    _guard(args, source, what).check_file(output, written)
-    return check_output(source, output, written)
-
-
-def _naming(label: str, action: Callable, *args, **kwargs):
-    """Run an array-level cipher call; its errors get the file(s) they are about in front."""
-    try:
-        return action(*args, **kwargs)
-    except DkgError as exc:
-        raise type(exc)(f"{label}: {exc}") from exc
+from keras_dkg.runtime.encryption import decrypt_file, encrypt_file, output_guard
+from keras_dkg.runtime.keys.generator import KeyGenerator
 
 
 def encrypt_parser() -> argparse.ArgumentParser:
@@ -119,12 +85,8 @@ def store_credentials(args: argparse.Namespace):
     return credentials
 
 
-def open_store(args: argparse.Namespace, create: bool = False, credentials=None) -> KeyStore:
-    """The --keys store, a protected one unlocked with `store_credentials`."""
-    return KeyStore(args.keys, create=create, credentials=credentials or store_credentials(args))
-
-
 def encrypt(args: argparse.Namespace) -> str:
+    """One file: the flags checked and turned into `encrypt_file`'s arguments; its line to print."""
     source, output = Path(args.image), Path(args.output)
     if args.key and (args.model or args.seed or args.keys):
         extra = ", ".join(f"--{name}" for name in ("model", "seed", "keys") if getattr(args, name))
@@ -134,63 +96,25 @@ def encrypt(args: argparse.Namespace) -> str:
     if args.model and not (args.seed and args.keys):
         raise InputError("--model needs --seed (the seed image) and --keys (where the fresh key is stored)")
     credentials = store_credentials(args) if args.keys else None  # before any work: never ignored
-    output_format = _check_paths(args, source, output, "plaintext")
-    if args.cipher == "hardened":
-        from keras_dkg.runtime.ciphers.hardened import require_cryptography
-
-        require_cryptography()  # before a key is made and stored
-    handle = open_plaintext(source, output)  # read once: pixels, context and how to write the ciphertext
-    plain = _naming(str(source), check_plaintext, handle.array)
-    if output_format == "raster":
-        check_storable(output, plain)  # PNG/TIFF, before a key is made: a refusal costs no key
-    plain_sha256 = plaintext_digest(plain)
-    if args.key:
-        key = load_key(args.key)
-        store = None
-    else:
-        from keras_dkg.runtime.keys.generator import KeyGenerator, check_key_size, random_nonce
-
-        size = check_key_size(key_size_for(plain.shape, plain.dtype), f"{source} (its key)")
-        # an existing (maybe protected) store is opened before the model is loaded; a new one only
-        # once the key is made, so a bad model or seed creates no store
-        store = open_store(args, create=True, credentials=credentials) if is_key_store(args.keys) else None  # a writer
-        generator = KeyGenerator(args.model, provider=args.provider, backend=args.backend, precision=args.precision)
-        key = generator.generate(args.seed, size=size, nonce=random_nonce())
-        store = store or open_store(args, create=True, credentials=credentials)
-        store.add(key)
-    context = handle.context
-    key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
-    ciphertext, meta = _naming(f"{source} with key {key_label}", encrypt_array, plain, key.pixels,
-                               cipher=args.cipher, nonce=key.record.get("nonce"), context=context)
-    used_for = str(source.resolve())
-    # hardened: a fresh salt and nonce per encryption make key reuse safe (docs/hardened.md)
-    allow_reuse = args.allow_key_reuse or args.cipher == "hardened"
-    # the key is taken for this plaintext before the write (a key store's key file: its index
-    # too), and given back if the write fails, so a failed encryption leaves the key as it was
-    with key_use(store if store is not None else args.key, key.fingerprint, plain_sha256, used_for, allow_reuse):
-        handle.save_ciphertext(output, ciphertext, meta, overwrite=args.overwrite)
-    where = f"key store {args.keys}" if store is not None else args.key
-    return (f"encrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {args.cipher}; "
-            f"key {key.fingerprint[:23]}… from {where})")
+    generator = None if args.key else functools.partial(  # loaded once the inputs were checked
+        KeyGenerator, args.model, provider=args.provider, backend=args.backend, precision=args.precision)
+    guard = output_guard(source, "plaintext", key=args.key, seed=args.seed, model=args.model, store=args.keys,
+                         overwrite=args.overwrite)
+    result = encrypt_file(source, output, key=args.key, store=args.keys, credentials=credentials, generator=generator,
+                          seed=args.seed, cipher=args.cipher, allow_key_reuse=args.allow_key_reuse,
+                          overwrite=args.overwrite, guard=guard)
+    where = f"key store {args.keys}" if result.store is not None else args.key
+    return (f"encrypted {source} -> {output} ({result.shape} {result.dtype}; cipher {args.cipher}; "
+            f"key {result.fingerprint[:23]}… from {where})")
 
 
 def decrypt(args: argparse.Namespace) -> str:
+    """One file: `decrypt_file` with the --key or --keys the flags name; its line to print."""
     source, output = Path(args.ciphertext), Path(args.output)
     credentials = store_credentials(args) if args.keys else None  # before any work: never ignored
-    output_format = _check_paths(args, source, output, "ciphertext")
-    handle = open_ciphertext(source)
-    meta = handle.meta
-    if output_format == "raster":
-        check_storable(output, np.empty([1, 1, *meta.shape[2:]], dtype=meta.dtype))
-    store = None if args.key else open_store(args, credentials=credentials)
-    key = load_key(args.key) if args.key else store.load(meta.key_fingerprint)
-    key_label = args.key or f"{key.fingerprint[:23]}… in {args.keys}"
-    plain = _naming(f"{source} with key {key_label}", decrypt_array, handle.array, key.pixels, meta,
-                    context=handle.context, in_place=True)  # the handle's array is ours, read for this
-    handle.write_plaintext(output, plain, overwrite=args.overwrite)
-    if store is not None:
-        store.record_use("decrypt", key.fingerprint, file=str(source.resolve()))
-    return f"decrypted {source} -> {output} ({plain.shape} {plain.dtype}; cipher {meta.cipher}; tag verified)"
+    result = decrypt_file(source, output, key=args.key, store=args.keys, credentials=credentials,
+                          overwrite=args.overwrite)
+    return f"decrypted {source} -> {output} ({result.shape} {result.dtype}; cipher {result.cipher}; tag verified)"
 
 
 def _main(prog: str, command: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None,
