@@ -81,7 +81,7 @@ def test_network_instance_round_trip_in_memory(tmp_path):
     """encrypt_dicom_bytes / decrypt_dicom_bytes: fixed file meta, key stored first, bit-exact back,
     a tampered element is an integrity error."""
     from keras_dkg.embedded import seed_path
-    from keras_dkg.runtime.encryption import (
+    from keras_dkg.runtime.instances import (
         KeySource,
         decrypt_dicom_bytes,
         encrypt_dicom_bytes,

@@ -61,7 +61,7 @@ FLOORS = {
     "keras_dkg.runtime.formats": 3,
     "keras_dkg.runtime.keys": 4,
     "keras_dkg.runtime.keystore": 5,
-    "keras_dkg.runtime.encryption": 6,
+    "keras_dkg.runtime.encryption": 6, "keras_dkg.runtime.instances": 6,
     "keras_dkg.runtime.batch": 7,
     "keras_dkg.runtime.cli": 8,
     "keras_dkg.analysis": 9, "keras_dkg.embedded": 9,

@@ -2,7 +2,7 @@
 
 C-FIND goes to the PACS as it came (the header is in clear there, so queries work as
 usual). C-GET and C-MOVE fetch the ciphertexts from the PACS with C-GET, verify and decrypt
-each with its key from the store (runtime.encryption), and deliver the plaintext instances:
+each with its key from the store (runtime.instances), and deliver the plaintext instances:
 on the same association for C-GET, to an allow-listed destination for C-MOVE. A ciphertext
 that fails verification is never delivered (logged and audited instead).
 """
@@ -16,7 +16,7 @@ from keras_dkg.errors import DkgError
 from keras_dkg.gateway.net import nodelay_handlers
 from keras_dkg.gateway.store_scp import NOT_AUTHORISED, peer_of
 from keras_dkg.gateway.upstream import EXPLICIT_LE, IMPLICIT_LE, PacsUnavailable
-from keras_dkg.runtime.encryption import decrypt_dicom_bytes
+from keras_dkg.runtime.instances import decrypt_dicom_bytes
 
 LOG = logging.getLogger("keras_dkg.gateway.retrieve")
 

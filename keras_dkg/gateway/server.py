@@ -64,7 +64,7 @@ def accepted_syntaxes() -> list[str]:
 
 class Gateway:
     def __init__(self, config: GatewayConfig):
-        from keras_dkg.runtime.encryption import KeySource
+        from keras_dkg.runtime.instances import KeySource
         from keras_dkg.runtime.keys.generator import KeyGenerator, load_seed
 
         self.config = config

@@ -1,7 +1,7 @@
 """The Storage SCP for modalities: encrypt each instance, make it durable, only then answer Success.
 
 Per instance, in the association's thread: access check, encryption as `dkg-encrypt` does a
-DICOM file (runtime.encryption: fresh key, key stored and fsynced first, pixels encrypted,
+DICOM file (runtime.instances: fresh key, key stored and fsynced first, pixels encrypted,
 every other element kept), the ciphertext written to the spool (fsync, rename, directory
 fsync), queued for the forwarder, then Success. Anything that stops the instance being
 durable is a refusal the modality retries: 0xA700 (out of resources: spool full, key store
@@ -16,7 +16,7 @@ import logging
 
 from keras_dkg.errors import DkgError, InputError
 from keras_dkg.gateway.spool import SpoolFull
-from keras_dkg.runtime.encryption import encrypt_dicom_bytes, instance_file_bytes
+from keras_dkg.runtime.instances import encrypt_dicom_bytes, instance_file_bytes
 
 LOG = logging.getLogger("keras_dkg.gateway.store")
 

@@ -2,7 +2,7 @@
 
 Ciphertexts are always Explicit VR Little Endian (runtime.formats.dicom), so every storage context
 offered to the PACS is that one syntax. Instances fetched with C-GET come back as Part-10
-bytes with the gateway's fixed file meta (runtime.encryption.instance_file_bytes), exactly
+bytes with the gateway's fixed file meta (runtime.instances.instance_file_bytes), exactly
 what was encrypted, so their tags verify.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from keras_dkg.errors import DkgError
 from keras_dkg.gateway.config import Peer
 from keras_dkg.gateway.net import nodelay_handlers
-from keras_dkg.runtime.encryption import instance_file_bytes
+from keras_dkg.runtime.instances import instance_file_bytes
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"

@@ -18,24 +18,15 @@ The rules live here once:
 * a wrong key or an altered file is an error (KeyMaterialError, IntegrityError), never a
   wrong image.
 
-The DICOM gateway (keras_dkg.gateway) receives instances over the network, so it has their
-bytes, not a path: `encrypt_dicom_bytes` / `decrypt_dicom_bytes` are `dkg-encrypt --model
---seed --keys` and `dkg-decrypt --keys` for one such instance, on the same key custody
-(`_fresh_key_use`) with formats.dicom for the container.
-
-An instance received over DICOM networking has no file meta of its own (group 0002 is not
-sent) and a ciphertext's tag covers the file meta, so `instance_file_bytes` gives every
-network instance the same fixed file meta: the ciphertext the gateway stored and the one
-it later fetches back from the PACS (which rewrites its own meta) verify alike.
+The DICOM gateway's instances, held in memory rather than in files, are encrypted by
+runtime.instances on the same key custody (`fresh_key_use`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +43,6 @@ from keras_dkg.runtime.ciphers.metadata import (
 )
 from keras_dkg.runtime.ciphers.registry import decrypt_array, encrypt_array
 from keras_dkg.runtime.formats.detect import output_format
-from keras_dkg.runtime.formats.dicom import (
-    decrypt_dicom,
-    encrypt_dicom,
-    load_dicom_ciphertext,
-    plaintext_bytes,
-    read_dicom,
-)
 from keras_dkg.runtime.formats.png_tiff import check_storable
 from keras_dkg.runtime.formats.registry import (
     FORMATS,
@@ -71,7 +55,7 @@ from keras_dkg.runtime.formats.registry import (
 from keras_dkg.runtime.guards.inputs import regular_file
 from keras_dkg.runtime.guards.outputs import OutputGuard
 from keras_dkg.runtime.keys.artifact import Key, load_key, record_path_for
-from keras_dkg.runtime.keys.generator import KeyGenerator, KeyJob, check_key_size, random_nonce
+from keras_dkg.runtime.keys.generator import KeyGenerator, check_key_size, random_nonce
 from keras_dkg.runtime.keystore.custody import Credentials
 from keras_dkg.runtime.keystore.store import KeyStore, is_key_store, key_use
 
@@ -228,7 +212,7 @@ def _kind(handle: PlaintextFile | CiphertextFile) -> str:
 
 
 @contextlib.contextmanager
-def _fresh_key_use(store: KeyStore, key: Key, plaintext_sha256: str, used_for: str, *, allow_reuse: bool,
+def fresh_key_use(store: KeyStore, key: Key, plaintext_sha256: str, used_for: str, *, allow_reuse: bool,
                    timing: dict[str, float] | None = None, progress: FileProgress | None = None) -> Iterator[dict]:
     """Store a key made for this plaintext with its first use (one durable index line, one audit
     record) before the block writes its ciphertext; give the use back when the block fails.
@@ -332,7 +316,7 @@ def encrypt_file(
     with contextlib.ExitStack() as stack:
         if isinstance(key, Key):  # made for this file: stored with its use, then encrypted and written
             opened = _open_store(store, credentials, stack, create=True)
-            with _fresh_key_use(opened, key, digest, used_for, allow_reuse=allow_reuse, timing=timing,
+            with fresh_key_use(opened, key, digest, used_for, allow_reuse=allow_reuse, timing=timing,
                                 progress=progress) as entry:
                 save(*encrypted(key, f"{key.fingerprint[:23]}… in {_store_path(store)}"))
             used, key_file, store_name, new_key = key, entry["key_file"], str(_store_path(store)), True
@@ -469,98 +453,3 @@ def verify_encrypted(target: str | os.PathLike, plaintext: PlaintextFile, store:
     finally:
         if timing is not None:
             timing["verify"] = timing.get("verify", 0.0) + time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------- DICOM instances in memory
-
-
-# The file meta's Implementation Class UID for instances received over the network: fixed
-# (not pydicom's or pynetdicom's, which change with their versions) because it is authenticated.
-IMPLEMENTATION_UID = "2.25.240925160213931577350826316442702785817"
-IMPLEMENTATION_VERSION = "KERAS_DKG_1"
-
-
-def instance_file_bytes(dataset: bytes, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> bytes:
-    """A Part-10 file from an encoded data set (as a C-STORE carries it): fixed preamble and file meta."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_file_meta_info
-
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-    buffer = DicomBytesIO()
-    buffer.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return buffer.getvalue() + bytes(dataset)
-
-
-class KeySource:
-    """Fresh keys from one generator and one seed for a long-running service, thread-safe.
-
-    The seed is prepared once per key size (read, resized: `KeyGenerator.prepare`) and kept
-    for the last `sizes` sizes; the generator itself runs once per base-key size (nonce schemes
-    v2, v3: `KeyGenerator` keeps its base keys) and each key is a keyed permutation of that run for a fresh nonce
-    (docs/keys.md), exactly the keys `dkg-encrypt --model --seed` would make.
-    """
-
-    def __init__(self, generator: KeyGenerator, seed: np.ndarray, sizes: int = 8):
-        self.generator, self.seed, self.sizes = generator, seed, sizes
-        self._jobs: OrderedDict[tuple[int, int], KeyJob] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def key(self, size: tuple[int, int]) -> Key:
-        with self._lock:
-            job = self._jobs.get(size)
-            if job is None:  # first key of this size: prepare (and run the generator) under the lock
-                job = self.generator.prepare(self.seed, size)
-                key = next(self.generator.keys(job, [random_nonce()]))
-                self._jobs[size] = job
-                while len(self._jobs) > self.sizes:
-                    self._jobs.popitem(last=False)
-                return key
-            self._jobs.move_to_end(size)
-        return next(self.generator.keys(job, [random_nonce()]))
-
-
-@dataclass(frozen=True)
-class EncryptedInstance:
-    """A DICOM ciphertext file's bytes, the fingerprint of its (stored) key and its metadata."""
-
-    data: bytes
-    fingerprint: str
-    meta: CipherMetadata
-
-
-def encrypt_dicom_bytes(data: bytes, keys: KeySource, store: KeyStore, *, cipher: str = "hardened",
-                        used_for: str, label: str | None = None) -> EncryptedInstance:
-    """Encrypt one DICOM file given as bytes with a fresh key from `keys`, stored in `store` first.
-
-    `used_for` names the instance in the
-    key's record and the audit log (the gateway: `dicom:CALLING_AE@HOST/SOPInstanceUID`).
-    Errors are the runtime's (InputError for an instance that cannot be encrypted,
-    KeyMaterialError/OutputError for a store that cannot take the key); the key's use is
-    given back when the instance could not be encrypted after its key was stored.
-    """
-    plain = read_dicom(data, label=label)
-    samples = check_plaintext(plain.plain_array())
-    key = keys.key(fresh_key_size(samples, label or "DICOM instance"))
-    # hardened: a fresh salt and nonce per encryption make reuse safe; xor keys are one-use (fresh here anyway)
-    with _fresh_key_use(store, key, plaintext_digest(samples), used_for, allow_reuse=cipher == "hardened"):
-        ciphertext, meta = encrypt_dicom(plain, key.pixels, cipher=cipher, nonce=key.record.get("nonce"))
-    return EncryptedInstance(ciphertext, key.fingerprint, meta)
-
-
-def decrypt_dicom_bytes(data: bytes, store: KeyStore, *, label: str | None = None) -> tuple[bytes, str]:
-    """Verify and decrypt one DICOM ciphertext given as bytes with its key from `store`.
-
-    Returns (the plaintext DICOM file's bytes, the key's fingerprint). A wrong key or an
-    altered ciphertext raises IntegrityError, never gives a wrong image.
-    """
-    encrypted = load_dicom_ciphertext(data, label=label)
-    key = store.load(encrypted.meta.key_fingerprint)
-    return plaintext_bytes(decrypt_dicom(encrypted, key.pixels)), key.fingerprint
