@@ -1,4 +1,4 @@
-"""Encrypt and decrypt one file (or one DICOM instance held in memory): the steps every caller uses.
+"""Encrypt and decrypt one file: the steps every caller uses (dkg-encrypt, dkg-decrypt, the batch worker).
 
 `encrypt_file` / `decrypt_file` are what `dkg-encrypt` / `dkg-decrypt` do for one file, as
 a library: plain keyword arguments, a small frozen result, the runtime's errors
