@@ -233,3 +233,28 @@ def printable(text: str) -> str:
         return text
     return "".join(_ESCAPES.get(ord(ch)) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
                    if ord(ch) in _UNPRINTABLE else ch for ch in text)
+
+
+def lazy_exports(package: str, homes: dict[str, tuple[str, ...]]):
+    """A package's public names, each imported from its module on first use (PEP 562).
+
+    `homes` maps a module of `package` to the names it gives the package. Returns the
+    package's `__getattr__`, `__dir__` and `__all__`: `from keras_dkg.runtime.keys import Key`
+    works, and importing one module of a package does not import all the others (a command
+    pays only for what it runs).
+    """
+    import importlib
+
+    where = {name: module for module, names in homes.items() for name in names}
+
+    def __getattr__(name: str):
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        setattr(sys.modules[package], name, value)  # looked up once
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(where))
+
+    return __getattr__, __dir__, sorted(where)

@@ -11,7 +11,8 @@ file, XOR + tag, atomic write, key store) is timed with each --jobs value, then
 (keystore = storing the key and recording its use, each an fsync'd atomic write).
 With `--baseline DIR` (e.g. `git worktree add DIR <commit>`), the plain-store local rows are
 also run with DIR's keras_dkg and with this checkout's, each in a child process, alternating
-(baseline, current, baseline, current), so their ratio comes from the same run.
+(baseline, current, baseline, current), so their ratio comes from the same run; each child's
+time includes importing the runtime (the layouts import in a different order).
 
 MB are plaintext bytes (10^6). `--stores` runs each case into a plain key store and into a
 protected one (`dkg-keys init`, the default Argon2id parameters; its one KDF run per batch is
@@ -204,8 +205,10 @@ root, folder, out, keys, model, seed, jobs, chunk = sys.argv[1:9]
 sys.path.insert(0, root)
 import keras_dkg
 assert keras_dkg.__file__.startswith(root), keras_dkg.__file__
-from keras_dkg.runtime.batch.driver import encrypt_folder
+# the clock starts before the runtime is imported: which of its imports come before `encrypt_folder`
+# and which inside it depends on a checkout's layout, not on its speed
 start = time.perf_counter()
+from keras_dkg.runtime.batch import encrypt_folder  # a path every checkout has (a module before the relayout)
 report = encrypt_folder(folder, out, keys=keys, model=model, seed=seed, jobs=int(jobs), chunk=int(chunk))
 seconds = time.perf_counter() - start
 done = sum(1 for f in report.files if f.status == "encrypted")

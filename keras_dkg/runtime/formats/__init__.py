@@ -4,84 +4,54 @@ header checks (raster_headers), and one module per container: PNG/TIFF (png_tiff
 (dicom), NIfTI (nifti); training and seed images (sources).
 
 `keras_dkg.runtime.formats` was the format registry module; its names are still here.
+
+Its public names are imported from their modules on first use (`common.lazy_exports`).
 """
 
-from keras_dkg.runtime.formats.detect import (
-    DICOM_SUFFIXES,
-    IMAGE_SUFFIXES,
-    LOSSLESS_SUFFIXES,
-    NIFTI_NAMES,
-    RASTER_SUFFIXES,
-    format_of,
-    is_dicom,
-    named_like_a_file_we_read,
-    output_format,
-    recognised,
-)
-from keras_dkg.runtime.formats.images import (
-    decode_image,
-    encode_lossless,
-    image_from_bytes,
-    read_image,
-    read_plaintext_image,
-    refuse_dicom_bomb,
-    write_image,
-)
-from keras_dkg.runtime.formats.registry import (
-    FORMATS,
-    LABELS,
-    WRITTEN_AS,
-    CiphertextFile,
-    PlaintextFile,
-    check_output,
-    open_ciphertext,
-    open_plaintext,
-    open_plaintext_checked,
-)
-from keras_dkg.runtime.formats.sources import (
-    MIN_FOREGROUND,
-    WINDOW_PERCENTILES,
-    list_images,
-    seed_slice,
-    source_files,
-    source_images,
-    split_slice_spec,
-    training_slices,
-)
+from keras_dkg.common import lazy_exports
 
-__all__ = [
-    "DICOM_SUFFIXES",
-    "IMAGE_SUFFIXES",
-    "LOSSLESS_SUFFIXES",
-    "NIFTI_NAMES",
-    "RASTER_SUFFIXES",
-    "format_of",
-    "is_dicom",
-    "named_like_a_file_we_read",
-    "output_format",
-    "recognised",
-    "CiphertextFile",
-    "FORMATS",
-    "LABELS",
-    "PlaintextFile",
-    "WRITTEN_AS",
-    "check_output",
-    "open_ciphertext",
-    "open_plaintext",
-    "open_plaintext_checked",
-    "decode_image",
-    "encode_lossless",
-    "image_from_bytes",
-    "read_image",
-    "read_plaintext_image",
-    "refuse_dicom_bomb",
-    "write_image",
-    "MIN_FOREGROUND",
-    "WINDOW_PERCENTILES",
-    "list_images",
-    "seed_slice",
-    "source_files",
-    "source_images",
-    "split_slice_spec",
-    "training_slices",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "detect": (
+        "DICOM_SUFFIXES",
+        "IMAGE_SUFFIXES",
+        "LOSSLESS_SUFFIXES",
+        "LOSSY_SUFFIXES",
+        "NIFTI_NAMES",
+        "RASTER_SUFFIXES",
+        "format_of",
+        "is_dicom",
+        "named_like_a_file_we_read",
+        "output_format",
+        "recognised",
+    ),
+    "registry": (
+        "CiphertextFile",
+        "FORMATS",
+        "LABELS",
+        "PlaintextFile",
+        "WRITTEN_AS",
+        "check_output",
+        "open_ciphertext",
+        "open_plaintext",
+        "open_plaintext_checked",
+    ),
+    "images": (
+        "decode_image",
+        "encode_lossless",
+        "image_from_bytes",
+        "read_image",
+        "read_plaintext_image",
+        "refuse_dicom_bomb",
+        "write_image",
+    ),
+    "sources": (
+        "MIN_FOREGROUND",
+        "WINDOW_PERCENTILES",
+        "list_images",
+        "seed_slice",
+        "source_files",
+        "source_images",
+        "split_slice_spec",
+        "training_slices",
+    ),
+})
