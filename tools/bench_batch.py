@@ -371,12 +371,12 @@ def main() -> None:
                               f"{r['files_s'] / first_rate:.2f} |", flush=True)
         if args.baseline:
             print(f"\nThis checkout vs {args.baseline} (local engine, plain store; child processes, alternating, "
-                  "median of 2 each):\n")
+                  f"median of {max(2, args.repeat)} each):\n")
             print("| data | jobs | baseline files/s | this checkout files/s | ratio |\n|---|---|---|---|---|")
             for label, folder in folders.items():
                 for jobs in args.jobs:
                     rates: dict[str, list[float]] = {"baseline": [], "current": []}
-                    for repeat in range(2):
+                    for repeat in range(max(2, args.repeat)):
                         for tag, root in (("baseline", args.baseline.resolve()), ("current", ROOT)):
                             rates[tag].append(child_run(root, folder, model, seed, work, jobs, args.chunk,
                                                         f"{tag}{repeat}"))
