@@ -212,8 +212,8 @@ def test_the_per_file_steps_have_one_home():
     """Above the containers, only runtime.encryption runs the cipher on a file's pixels: the CLIs, the batch
     worker and the gateway call encrypt_file/decrypt_file (or runtime.instances), never a copy of the steps."""
     graph = _imports(_module_files())
-    callers = sorted(module for module, edges in graph.items() for target, name in edges
+    callers = sorted({module for module, edges in graph.items() for target, name in edges
                      if target == "keras_dkg.runtime.ciphers.registry" and name in ("encrypt_array", "decrypt_array")
                      and _floor(module) > _floor("keras_dkg.runtime.formats") and _floor(module) <= _floor("keras_dkg.cli")
-                     and not module.startswith(("keras_dkg.analysis", "keras_dkg.reproduce", "keras_dkg.diagnose")))
+                     and not module.startswith(("keras_dkg.analysis", "keras_dkg.reproduce", "keras_dkg.diagnose"))})
     assert callers == ["keras_dkg.runtime.encryption"], callers
