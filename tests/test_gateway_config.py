@@ -115,3 +115,30 @@ def test_network_instance_round_trip_in_memory(tmp_path):
         with pytest.raises(IntegrityError):
             decrypt_dicom_bytes(tampered.getvalue(), store)
     assert np.all([r["action"] in ("init", "encrypt") for r in store.audit.check()[1]])
+
+
+def test_a_network_instance_that_fails_after_its_key_is_stored_gives_the_use_back(tmp_path, monkeypatch):
+    """The key is stored with its use before the ciphertext exists; when the ciphertext cannot be made,
+    the use is given back (audit `release`) and the key stays, unused: never a use without a ciphertext."""
+    from keras_dkg.embedded import seed_path
+    from keras_dkg.errors import OutputError
+    from keras_dkg.runtime import instances
+    from keras_dkg.runtime.keys.generator import KeyGenerator, load_seed
+    from keras_dkg.runtime.keystore.store import KeyStore
+
+    store = KeyStore(tmp_path / "keys", create=True)
+    keys = instances.KeySource(KeyGenerator(kit.tiny_model(tmp_path / "tiny.onnx")), load_seed(seed_path())[0])
+    ds = kit.make_instance("ct", "1.2.3.4", 1)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+
+    def fails(*args, **kwargs):
+        raise OutputError("the ciphertext could not be made")
+
+    monkeypatch.setattr(instances, "encrypt_dicom", fails)
+    with pytest.raises(OutputError, match="could not be made"):
+        instances.encrypt_dicom_bytes(buffer.getvalue(), keys, store, used_for=f"dicom:T@h/{ds.SOPInstanceUID}")
+    [entry] = store.entries()
+    assert entry["used_for"] == []  # the key is kept, its use given back
+    actions = [record["action"] for record in store.audit.check()[1]]
+    assert actions[-2:] == ["encrypt", "release"], actions
