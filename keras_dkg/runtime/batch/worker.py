@@ -11,7 +11,6 @@ reports exactly the files it finished (`partial`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -42,6 +41,7 @@ from keras_dkg.runtime.formats.registry import (
     open_ciphertext,
     open_plaintext_checked,
 )
+from keras_dkg.runtime.guards.atomic import stale_temporaries
 
 _STATE: dict = {}  # this process: settings, key store, generator (set by init_worker)
 
@@ -91,14 +91,6 @@ def failure(result: FileResult, exc: BaseException) -> FileResult:
     else:
         result.reason = f"internal error: {type(exc).__name__}: {exc}"
     return result
-
-
-def stale_temporaries(target: Path) -> None:
-    """Remove temporary files a killed run left beside `target` (see imageio.atomic_output)."""
-    with contextlib.suppress(OSError):
-        if target.parent.is_dir():
-            for stale in target.parent.glob(f".{target.name}.*.tmp{target.suffix}"):
-                stale.unlink(missing_ok=True)
 
 
 def _prepare(relative: str, result: FileResult, settings: dict, store, timing: dict) -> PlaintextFile | None:

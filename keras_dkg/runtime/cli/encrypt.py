@@ -3,7 +3,7 @@
     dkg-encrypt IMG --key KEY.png -o OUT.png
     dkg-encrypt IMG --model G.onnx --seed SEED --keys KEYDIR -o OUT.png   # fresh key per file
     dkg-decrypt OUT.png --key KEY.png -o BACK.png        (or --keys KEYDIR)
-    dkg-encrypt --batch IN_DIR ... / dkg-decrypt --batch ...   (whole folders: batch_cli; the
+    dkg-encrypt --batch IN_DIR ... / dkg-decrypt --batch ...   (whole folders: cli.batch; the
     options are in this parser's --help)
 
 `--cipher xor` (default, the paper's) or `--cipher hardened` (HKDF + ChaCha20-Poly1305,
@@ -119,7 +119,7 @@ def decrypt(args: argparse.Namespace) -> str:
 
 def _main(prog: str, command: str, parser: argparse.ArgumentParser, action: Callable, argv: list[str] | None,
           interrupted: str) -> int:
-    """Parse; a --batch command line goes to batch_cli, one file to `action`."""
+    """Parse; a --batch command line goes to cli.batch, one file to `action`."""
     args = parser.parse_args(argv)
     if args.batch is not None:
         return batch_cli.run(prog, command, args)

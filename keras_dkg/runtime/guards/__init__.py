@@ -32,6 +32,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "atomic": (
         "append_whole_lines",
         "atomic_output",
+        "stale_temporaries",
         "write_bytes_atomic",
     ),
 })

@@ -9,12 +9,28 @@ cut back a killed writer's partial line first.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from keras_dkg.errors import OutputError
+
+
+def _temporary_affixes(target: Path) -> tuple[str, str]:
+    """The prefix and suffix of `atomic_output`'s temporary files for `target` (hidden, beside it)."""
+    return f".{target.name}.", ".tmp" + target.suffix
+
+
+def stale_temporaries(target: str | os.PathLike) -> None:
+    """Remove the temporary files a killed writer of `target` left beside it (`atomic_output`'s)."""
+    target = Path(target)
+    prefix, suffix = _temporary_affixes(target)
+    with contextlib.suppress(OSError):
+        if target.parent.is_dir():
+            for stale in target.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+                stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -32,7 +48,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     if target.exists() and not overwrite:
         raise OutputError(f"{target}: exists; refusing to overwrite (use --overwrite)")
     try:
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=folder)
+        prefix, suffix = _temporary_affixes(target)
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     except OSError as exc:
         raise OutputError(f"{target}: cannot write in {folder} ({exc.strerror})") from exc
     os.close(handle)

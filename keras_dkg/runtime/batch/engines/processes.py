@@ -28,6 +28,7 @@ from keras_dkg.errors import DkgError
 from keras_dkg.runtime.batch import worker as batch_worker
 from keras_dkg.runtime.batch.engines.environment import scrubbed_spawn_context
 from keras_dkg.runtime.batch.report import INTERRUPTED, FileResult
+from keras_dkg.runtime.guards.atomic import stale_temporaries
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -133,4 +134,4 @@ def _clean_outputs(settings: dict, relatives: list[str]) -> None:
     """Remove temporary files that stopped workers left beside unfinished outputs."""
     if settings.get("output"):
         for relative in relatives:
-            batch_worker.stale_temporaries(Path(settings["output"]) / relative)
+            stale_temporaries(Path(settings["output"]) / relative)
