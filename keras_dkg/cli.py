@@ -13,8 +13,9 @@ commands never load TensorFlow.
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from keras_dkg.common import import_object
 
 #: command -> (module:function, one line of help)
 COMMANDS = {
@@ -53,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"dkg: error: unknown command {name!r}; choose from {', '.join(COMMANDS)} (dkg --help)", file=sys.stderr)
         return 2
-    module, function = COMMANDS[name][0].split(":")
-    return getattr(importlib.import_module(module), function)(rest)
+    return import_object(COMMANDS[name][0])(rest)
 
 
 if __name__ == "__main__":

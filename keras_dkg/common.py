@@ -235,6 +235,15 @@ def printable(text: str) -> str:
                    if ord(ch) in _UNPRINTABLE else ch for ch in text)
 
 
+def import_object(spec: str) -> Any:
+    """The object a plug-in registry names as "module:object", its module imported now (every
+    registry of the project names its plug-ins so and loads them on first use)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def lazy_exports(package: str, homes: dict[str, tuple[str, ...]]):
     """A package's public names, each imported from its module on first use (PEP 562).
 

@@ -37,13 +37,12 @@ entries), `worker` (the per-file work), `runtime.formats` (readers and writers),
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import signal
 import time
 from pathlib import Path
 
-from keras_dkg.common import progress_bar, utc_timestamp
+from keras_dkg.common import import_object, progress_bar, utc_timestamp
 from keras_dkg.errors import InputError, KeyMaterialError
 from keras_dkg.runtime.batch.checks import (
     LOCK_NAME,
@@ -143,8 +142,7 @@ def _run(report: BatchReport, settings: dict, relatives: list[str], jobs: int, p
 
 def _engine(name: str):
     """The `run` of engine `name` (ENGINES), imported on first use: Ray's only when it runs."""
-    module, _, function = ENGINES[name].partition(":")
-    return getattr(importlib.import_module(module), function)
+    return import_object(ENGINES[name])
 
 
 def _collect(report: BatchReport, results: list[FileResult], timing: dict) -> None:

@@ -12,12 +12,12 @@ the tag (IntegrityError); it never returns a wrong image.
 from __future__ import annotations
 
 import hmac
-import importlib
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
+from keras_dkg.common import import_object
 from keras_dkg.errors import InputError, IntegrityError, KeyMaterialError
 from keras_dkg.runtime.ciphers.metadata import (
     FORMAT_VERSION,
@@ -73,9 +73,8 @@ def register_keystream(name: str, keystream: Keystream | AeadCipher) -> None:
 def keystream_for(cipher: str) -> Keystream | AeadCipher:
     """The implementation of `cipher`, loaded from CIPHERS on first use."""
     if cipher not in KEYSTREAMS and cipher in CIPHERS:
-        module, _, name = CIPHERS[cipher].partition(":")
         try:
-            KEYSTREAMS[cipher] = getattr(importlib.import_module(module), name)
+            KEYSTREAMS[cipher] = import_object(CIPHERS[cipher])
         except ImportError as exc:
             raise InputError(f"cipher {cipher!r} is not available in this install ({exc})") from exc
     if cipher in KEYSTREAMS:

@@ -18,7 +18,6 @@ imported only when it is asked for (`pip install "keras-dkg[openvino]"`).
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from keras_dkg.common import short_error
+from keras_dkg.common import import_object, short_error
 from keras_dkg.errors import InputError, ModelError
 
 ONNXRUNTIME, OPENVINO, AUTO = "onnxruntime", "openvino", "auto"
@@ -117,14 +116,12 @@ def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
 
 def engine_class(name: str):
     """The engine class for a backend name, imported on first use; one line naming the extra if absent."""
-    module_name, _, attribute = ENGINES[name].partition(":")
     try:
-        module = importlib.import_module(module_name)
+        return import_object(ENGINES[name])
     except ImportError as exc:
         extra = EXTRAS.get(name, name)
         raise InputError(f"backend {name} is not installed (pip install 'keras-dkg[{extra}]'): "
                          f"{short_error(exc, 200)}") from exc
-    return getattr(module, attribute)
 
 
 def available_backends() -> list[str]:
