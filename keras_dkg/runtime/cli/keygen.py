@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 from keras_dkg.errors import InputError, OutputError, run_cli
-from keras_dkg.runtime.cli.options import add_key_engine
+from keras_dkg.runtime.cli.options import add_key_engine, add_provider
 from keras_dkg.runtime.guards.outputs import OutputGuard
 from keras_dkg.runtime.keys.artifact import record_path_for
-from keras_dkg.runtime.keys.engines.registry import PROVIDER_CHOICES
 from keras_dkg.runtime.keys.generator import (
     KeyGenerator,
     KeyJob,
@@ -51,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "key block by block (keys of any size as unrelated as independent keys with that "
                              "histogram); v2: the same with PCG64 and one run at the key's full size; v1: the first "
                              "round's perturbed seed (default: %(default)s; docs/keys.md)")
-    parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="onnxruntime provider (default: auto)")
+    add_provider(parser)
     add_key_engine(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="say which key engine runs and why (stderr)")
     parser.add_argument("--count", type=int, default=1, help="number of keys (KEY_000.png, ...; default: 1)")
